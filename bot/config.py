@@ -1,0 +1,183 @@
+"""Settings: secrets and endpoints from the environment, everything else optionally from a TOML file.
+
+Environment names are a contract (README, users' scripts): DISCORD_TOKEN, KONTEXT_DB, KONTEXT_CONFIG,
+<PROVIDER>_API_KEY and <PROVIDER>_BASE_URL, DISCORD_API_BASE, DISCORD_GATEWAY_URL. A provider is
+enabled when its key is set; with none set, the free local sandbox serves every model.
+A bad value raises ConfigError naming the setting (never echoing a secret).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bot.catalog import PROVIDERS, SANDBOX, Catalog
+from bot.errors import ConfigError
+
+DEFAULT_BASE_URLS = {
+    "modelverse": "https://api.umodelverse.ai",
+    "vtrix": "https://cloud.vtrix.ai",
+    "wavespeed": "https://api.wavespeed.ai",
+}
+DEFAULT_DB = "./data/kontext.db"
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    api_key: str = field(repr=False)
+    base_url: str
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0  # UModelverse answers synchronously: a generation can take a minute
+    poll_interval: float = 3.0  # public clients poll every 3-5 s
+    sync_mode: bool = False  # WaveSpeed enable_sync_mode
+    max_concurrency: int = 8  # default WaveSpeed accounts run 2 at once; raise for paid tiers
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_key)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Guards against hostile or accidental input and slow providers. Sizes in bytes / pixels."""
+
+    max_input_bytes: int = 25 * 1024 * 1024  # an attachment larger than this is refused unread
+    max_input_pixels: int = 40_000_000  # decompression-bomb guard (Pillow's own is 89 MP)
+    max_input_side: int = 2048  # inputs are downscaled to this longest side before upload
+    max_output_bytes: int = 50 * 1024 * 1024  # a provider's result larger than this is refused
+    upload_limit_bytes: int = 10 * 1024 * 1024  # Discord's default (boost tiers 0-1)
+    job_deadline: float = 600.0  # a task not finished by then is failed and refunded
+    max_retries: int = 3
+    user_jobs_in_flight: int = 3
+    max_queue: int = 500
+
+
+@dataclass(frozen=True)
+class Settings:
+    discord_token: str = field(default="", repr=False)
+    db_path: str = DEFAULT_DB
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    catalog: Catalog = field(default_factory=Catalog.default)
+    config_file: str | None = None
+
+    @property
+    def enabled_providers(self) -> tuple[str, ...]:
+        """Providers with a key, in catalog order; the sandbox when there are none."""
+        real = tuple(p for p in PROVIDERS if p in self.providers and self.providers[p].enabled)
+        return real or (SANDBOX,)
+
+    @property
+    def sandbox_only(self) -> bool:
+        return self.enabled_providers == (SANDBOX,)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for scrubbing text before it is logged or shown."""
+        values = [self.discord_token, *(p.api_key for p in self.providers.values())]
+        return tuple(v for v in values if v and len(v) >= 4)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the environment (and KONTEXT_CONFIG's TOML file, if set). Raises ConfigError."""
+    env = os.environ if env is None else env
+    file_data: dict[str, Any] = {}
+    config_file = env.get("KONTEXT_CONFIG") or None
+    if config_file:
+        file_data = _read_toml(config_file)
+    unknown = set(file_data) - {"limits", "providers", "models", "database"}
+    if unknown:
+        raise ConfigError(f"KONTEXT_CONFIG: unknown section(s) {', '.join(sorted(unknown))}.")
+
+    providers = {}
+    provider_file = file_data.get("providers", {})
+    for name in PROVIDERS:
+        upper = name.upper()
+        key = env.get(f"{upper}_API_KEY", "").strip()
+        base = env.get(f"{upper}_BASE_URL", "").strip() or DEFAULT_BASE_URLS[name]
+        _check_url(f"{upper}_BASE_URL", base)
+        extra = provider_file.get(name, {})
+        if "api_key" in extra:
+            raise ConfigError(f"KONTEXT_CONFIG: put the {name} key in {upper}_API_KEY, not in the file.")
+        providers[name] = _apply(
+            ProviderSettings(name, key, base.rstrip("/")), extra, f"KONTEXT_CONFIG [providers.{name}]"
+        )
+
+    limits = _apply(Limits(), file_data.get("limits", {}), "KONTEXT_CONFIG [limits]")
+    catalog = Catalog.default()
+    model_overrides = file_data.get("models", {})
+    if model_overrides:
+        for model_id in model_overrides:
+            try:
+                catalog.get(model_id)
+            except Exception:
+                raise ConfigError(f"KONTEXT_CONFIG [models]: unknown model {model_id!r}.") from None
+        try:
+            catalog = catalog.with_overrides(model_overrides)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"KONTEXT_CONFIG [models]: {exc}") from None
+
+    db_path = env.get("KONTEXT_DB", "").strip() or file_data.get("database", {}).get("path") or DEFAULT_DB
+    api_base = env.get("DISCORD_API_BASE", "").strip() or None
+    gateway = env.get("DISCORD_GATEWAY_URL", "").strip() or None
+    if api_base:
+        _check_url("DISCORD_API_BASE", api_base)
+    if gateway:
+        _check_url("DISCORD_GATEWAY_URL", gateway, schemes=("ws", "wss"))
+    return Settings(
+        discord_token=env.get("DISCORD_TOKEN", "").strip(),
+        db_path=db_path,
+        discord_api_base=api_base.rstrip("/") if api_base else None,
+        discord_gateway_url=gateway,
+        providers=providers,
+        limits=limits,
+        catalog=catalog,
+        config_file=config_file,
+    )
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"KONTEXT_CONFIG: no such file {path!r}.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"KONTEXT_CONFIG: {path!r} is not valid TOML ({exc}).") from None
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(
+            f"{name} must be a {'/'.join(schemes)} URL like {schemes[-1]}://host (got {value!r})."
+        )
+
+
+def _apply(obj: Any, values: Mapping[str, Any], where: str) -> Any:
+    """Replace dataclass fields from a TOML table, checking names and types."""
+    known = {f.name: f for f in fields(obj) if f.name not in ("name", "api_key", "base_url")}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting {key!r}; known: {', '.join(sorted(known))}.")
+        current = getattr(obj, key)
+        if isinstance(current, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(current, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif isinstance(current, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            value = float(value)
+        else:
+            ok = isinstance(value, type(current))
+        if not ok:
+            raise ConfigError(f"{where}: {key} must be a positive {type(current).__name__} (got {value!r}).")
+        changes[key] = value
+    return replace(obj, **changes)
