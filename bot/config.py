@@ -174,7 +174,7 @@ def _apply(obj: Any, values: Mapping[str, Any], where: str) -> Any:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         elif isinstance(current, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            value = float(value)
+            value = float(value) if ok else value
         else:
             ok = isinstance(value, type(current))
         if not ok:

@@ -1,0 +1,22 @@
+# kontext-bot: slim Python, non-root, SQLite on a volume.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    KONTEXT_DB=/data/kontext.db
+
+RUN useradd --create-home --uid 10001 kontext \
+ && mkdir -p /data && chown kontext:kontext /data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY cogs ./cogs
+COPY storage ./storage
+COPY tests ./tests
+RUN pip install .
+
+USER kontext
+VOLUME ["/data"]
+CMD ["kontext-bot", "run"]

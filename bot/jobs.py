@@ -1,0 +1,327 @@
+"""JobService: the one path every image job takes, from a slash command or from the CLI.
+
+validate against the catalog -> read and normalise inputs -> record the job and reserve its cost
+(one transaction) -> wait for a fair slot -> run the first route, failing over to the next when
+another provider could do better -> settle at the real cost, or refund on any failure.
+Nothing here knows about Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bot import images
+from bot.catalog import SANDBOX, Catalog, Route, ValidatedJob, usd_to_micros
+from bot.config import Limits
+from bot.dispatch import Dispatcher
+from bot.errors import UserError
+from bot.providers.base import GenerationRequest, OutputImage, ProviderError, ProviderOutput
+from bot.providers.runner import ProviderRunner
+from storage.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+SEED_RANGE = 2**31  # seeds the bot picks itself; small enough to read and type back
+
+
+class Stage(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FAILOVER = "failover"
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: str
+    stage: Stage
+    model: str
+    provider: str | None = None
+    position: int = 0
+    progress: float | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    model: str
+    prompt: str
+    images: Sequence[bytes] = ()  # raw bytes of the inputs, read when the command arrived
+    params: Mapping[str, Any] = field(default_factory=dict)  # canonical names; None = not set
+    provider: str | None = None  # force one route
+    user_id: int | None = None  # None: the local operator (CLI without --user)
+    guild_id: int | None = None
+    channel_id: int | None = None
+    role_ids: Sequence[int] = ()
+    source: str = "cli"  # where it came from: cli, slash, reroll, edit-again, context-menu
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    status: str
+    model: str
+    provider: str
+    images: tuple[OutputImage, ...]
+    seed: int | None
+    cost_micros: int
+    charged_to: str
+    free_remaining: int | None
+    elapsed: float
+    prompt: str
+    params: Mapping[str, Any]
+
+    @property
+    def sandbox(self) -> bool:
+        return self.provider == SANDBOX
+
+    @property
+    def nsfw(self) -> bool:
+        return any(img.nsfw for img in self.images)
+
+
+class JobFailed(UserError):
+    """A recorded job ended without images. The message names the job and says it was not charged."""
+
+    code = "job_failed"
+
+    def __init__(self, job_id: str, cause: UserError) -> None:
+        super().__init__(f"{cause.user_message} (job {job_id}; you were not charged)")
+        self.job_id = job_id
+        self.cause = cause
+
+
+EventSink = Callable[[JobEvent], Awaitable[None]]
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        limits: Limits,
+        enabled: Sequence[str],
+        runner: ProviderRunner,
+        store: JobStore,
+        dispatcher: Dispatcher,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.limits = limits
+        self.enabled = tuple(enabled)
+        self.runner = runner
+        self.store = store
+        self.dispatcher = dispatcher
+        self._rng = rng or random.Random()
+
+    def check(self, req: JobRequest) -> tuple[ValidatedJob, list[Route]]:
+        """Validate a request and find its routes, with no side effect. Raises UserError."""
+        job = self.catalog.validate(req.model, req.prompt, len(req.images), req.params)
+        return job, self.catalog.routes_for(job, self.enabled, req.provider)
+
+    async def run(self, req: JobRequest, on_event: EventSink | None = None) -> JobResult:
+        """Run one job to the end. Raises UserError (nothing recorded) or JobFailed (recorded, refunded)."""
+        started = time.monotonic()
+        job, routes = self.check(req)
+        prepared = await asyncio.gather(*(images.prepare_input(b, self.limits) for b in req.images))
+        params = dict(job.params)
+        if "seed" in params and params["seed"] == -1:
+            params["seed"] = self._rng.randrange(SEED_RANGE)
+        estimate = max(r.price_micros for r in routes) * job.count
+        job_id = uuid.uuid4().hex[:12]
+        reservation = await self.store.accept_job(
+            job_id=job_id,
+            user_id=req.user_id,
+            guild_id=req.guild_id,
+            channel_id=req.channel_id,
+            role_ids=tuple(req.role_ids),
+            model_id=job.model.id,
+            prompt=job.prompt,
+            params=params,
+            images_requested=job.count,
+            estimate_micros=estimate,
+            free_quota=job.model.free_quota,
+            source=req.source,
+        )
+        inputs = tuple(p.data_uri for p in prepared)
+        del prepared  # the data URIs are the compact form kept while queued
+
+        async def emit(stage: Stage, **kw: Any) -> None:
+            if on_event is not None:
+                await on_event(
+                    JobEvent(job_id, stage, job.model.id, elapsed=time.monotonic() - started, **kw)
+                )
+
+        async def on_position(position: int) -> None:
+            await emit(Stage.QUEUED, position=position)
+
+        try:
+            async with self.dispatcher.slot(req.user_id, on_position):
+                output, route = await self._dispatch(job_id, job, params, inputs, routes, emit)
+        except UserError as exc:
+            status = "refused" if _is_refusal(exc) else "failed"
+            await self.store.fail_job(job_id, status=status, error=_error_text(exc))
+            raise JobFailed(job_id, exc) from exc
+        except asyncio.CancelledError:
+            await asyncio.shield(self.store.fail_job(job_id, status="cancelled", error="cancelled"))
+            raise
+        except Exception as exc:
+            log.exception("job %s failed unexpectedly", job_id)
+            await self.store.fail_job(job_id, status="failed", error=f"internal error: {type(exc).__name__}")
+            raise JobFailed(job_id, UserError("Something went wrong on our side.")) from exc
+
+        actual = _actual_cost(output, route, len(output.images))
+        settlement = await self.store.complete_job(
+            job_id,
+            images_delivered=len(output.images),
+            actual_micros=actual,
+            provider=route.provider,
+            seed=params.get("seed"),
+        )
+        return JobResult(
+            job_id=job_id,
+            status="succeeded",
+            model=job.model.id,
+            provider=route.provider,
+            images=output.images,
+            seed=params.get("seed"),
+            cost_micros=settlement.charged_micros,
+            charged_to=reservation.charged_to,
+            free_remaining=settlement.free_remaining,
+            elapsed=time.monotonic() - started,
+            prompt=job.prompt,
+            params=params,
+        )
+
+    async def _dispatch(
+        self,
+        job_id: str,
+        job: ValidatedJob,
+        params: dict[str, Any],
+        inputs: tuple[str, ...],
+        routes: list[Route],
+        emit: Callable[..., Awaitable[None]],
+    ) -> tuple[ProviderOutput, Route]:
+        deadline = time.monotonic() + self.limits.job_deadline
+        last: ProviderError | None = None
+        for i, route in enumerate(routes):
+            if i:
+                await emit(Stage.FAILOVER, provider=route.provider)
+            await self.store.mark_running(
+                job_id, provider=route.provider, provider_model=route.provider_model
+            )
+            await emit(Stage.RUNNING, provider=route.provider)
+            req = GenerationRequest(
+                provider_model=route.provider_model,
+                prompt=job.prompt,
+                images=inputs,
+                params={k: v for k, v in params.items() if v is not None and k in route.params},
+            )
+
+            async def on_task(task_id: str, _route: Route = route) -> None:
+                await self.store.set_task_id(job_id, task_id)
+
+            async def on_progress(progress: float | None, _route: Route = route) -> None:
+                await emit(Stage.RUNNING, provider=_route.provider, progress=progress)
+
+            try:
+                output = await self.runner.run(
+                    route, req, deadline=deadline, on_task=on_task, on_progress=on_progress
+                )
+            except ProviderError as exc:
+                log.warning("job %s: %s failed: %s (%s)", job_id, route.provider, exc.code, exc.user_message)
+                last = exc
+                if exc.failover and time.monotonic() < deadline:
+                    continue
+                raise
+            if not output.images:
+                last = ProviderError("The provider finished without any image.", provider=route.provider)
+                continue
+            return output, route
+        assert last is not None
+        raise last
+
+    async def recover(
+        self, deliver: Callable[[str, JobResult | JobFailed], Awaitable[None]] | None = None
+    ) -> int:
+        """After a restart: resume jobs whose provider task can still be polled, refund the rest.
+        ``deliver`` is told each outcome (the bot posts it to the job's channel). Returns how many."""
+        unfinished = await self.store.unfinished_jobs()
+        tasks = [self._recover_one(rec, deliver) for rec in unfinished]
+        await asyncio.gather(*tasks)
+        return len(tasks)
+
+    async def _recover_one(self, rec: Any, deliver: Callable[..., Awaitable[None]] | None) -> None:
+        outcome: JobResult | JobFailed
+        try:
+            if not rec.task_id or rec.provider not in self.runner.enabled():
+                raise UserError("The bot restarted before this job reached the provider.")
+            route = self.catalog.get(rec.model_id).route(rec.provider)
+            if route is None:
+                raise UserError("This model is no longer served by that provider.")
+            output = await self.runner.resume(
+                rec.provider, rec.task_id, deadline=time.monotonic() + self.limits.job_deadline
+            )
+            actual = _actual_cost(output, route, len(output.images))
+            settlement = await self.store.complete_job(
+                rec.job_id,
+                images_delivered=len(output.images),
+                actual_micros=actual,
+                provider=route.provider,
+                seed=rec.params.get("seed"),
+            )
+            outcome = JobResult(
+                job_id=rec.job_id,
+                status="succeeded",
+                model=rec.model_id,
+                provider=route.provider,
+                images=output.images,
+                seed=rec.params.get("seed"),
+                cost_micros=settlement.charged_micros,
+                charged_to=rec.charged_to,
+                free_remaining=settlement.free_remaining,
+                elapsed=0.0,
+                prompt=rec.prompt,
+                params=rec.params,
+            )
+        except UserError as exc:
+            await self.store.fail_job(rec.job_id, status="failed", error=_error_text(exc))
+            outcome = JobFailed(rec.job_id, exc)
+        except Exception as exc:
+            log.exception("recovering job %s failed", rec.job_id)
+            await self.store.fail_job(
+                rec.job_id, status="failed", error=f"recovery failed: {type(exc).__name__}"
+            )
+            outcome = JobFailed(rec.job_id, UserError("The bot restarted and could not finish this job."))
+        if deliver is not None:
+            try:
+                await deliver(rec.job_id, outcome)
+            except Exception:
+                log.exception("could not deliver recovered job %s", rec.job_id)
+
+
+def _actual_cost(output: ProviderOutput, route: Route, delivered: int) -> int:
+    """The provider's reported charge when it gives one, else the list price of what was delivered."""
+    if output.cost_usd is not None:
+        try:
+            return usd_to_micros(output.cost_usd)
+        except ValueError:
+            log.warning(
+                "%s reported an unreadable cost %r; using the list price", route.provider, output.cost_usd
+            )
+    return route.price_micros * delivered
+
+
+def _is_refusal(exc: UserError) -> bool:
+    return exc.code in ("content_refused", "invalid_request")
+
+
+def _error_text(exc: UserError) -> str:
+    return f"{exc.code}: {exc.user_message}"[:500]

@@ -1,0 +1,72 @@
+"""Everything the two faces share, opened and closed together: ``async with open_services(s) as svc``.
+
+The slash commands (bot/client.py + cogs/) and the CLI (bot/__main__.py) both get their HTTP client,
+database, providers, queue, job and account services from here, so neither holds logic the other
+would need (discord.py's advanced_startup example is the model: resources injected, ``async with``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from bot.accounts import AccountService
+from bot.config import Settings
+from bot.dispatch import Dispatcher
+from bot.jobs import JobService
+from bot.providers.http import ProviderClient
+from bot.providers.registry import build_adapters
+from bot.providers.runner import ProviderRunner
+from storage.db import Database, open_database
+from storage.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+# Pool sized for many polling tasks at once; per-call timeouts are set by ProviderClient.
+HTTP_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    http: httpx.AsyncClient
+    db: Database
+    jobs: JobService
+    accounts: AccountService
+    dispatcher: Dispatcher
+    runner: ProviderRunner
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    if settings.sandbox_only:
+        log.warning("No provider API key is set: every model is served by the free local sandbox.")
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=10.0), limits=HTTP_LIMITS, follow_redirects=False
+    ) as http:
+        db = await open_database(settings.db_path)
+        try:
+            client = ProviderClient(http, settings.limits, secrets=settings.secrets())
+            adapters = build_adapters(settings)
+            runner = ProviderRunner(
+                client, adapters, {name: p.max_concurrency for name, p in settings.providers.items()}
+            )
+            dispatcher = Dispatcher(
+                per_user=settings.limits.user_jobs_in_flight, max_queue=settings.limits.max_queue
+            )
+            jobs = JobService(
+                catalog=settings.catalog,
+                limits=settings.limits,
+                enabled=settings.enabled_providers,
+                runner=runner,
+                store=JobStore(db),
+                dispatcher=dispatcher,
+            )
+            accounts = AccountService(db, settings.catalog)
+            yield Services(settings, http, db, jobs, accounts, dispatcher, runner)
+        finally:
+            await db.close()
