@@ -50,7 +50,62 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     p = sub.add_parser("models", help="list the models, their routes, prices and free quotas")
     p.add_argument("--json", action="store_true")
+    sub.add_parser("run", help="start the Discord bot (needs DISCORD_TOKEN)")
+    p = sub.add_parser("sync", help="register the slash commands with Discord")
+    p.add_argument("--guild", type=int, help="register in one guild only (instant) instead of globally")
     return parser
+
+
+def _need_token(settings: Settings) -> None:
+    if not settings.discord_token:
+        raise ConfigError(
+            "DISCORD_TOKEN is not set: create a bot at https://discord.com/developers/applications "
+            "and export its token."
+        )
+
+
+async def cmd_run(settings: Settings) -> int:
+    import signal
+
+    from bot.client import KontextBot, point_discord_at
+    from bot.services import open_services
+
+    _need_token(settings)
+    point_discord_at(settings)
+    async with open_services(settings) as svc, KontextBot(svc) as bot:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runner = asyncio.create_task(bot.start(settings.discord_token))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            await bot.close()  # jobs in flight keep their state; the next start resumes them
+        stopper.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        if runner.done() and not runner.cancelled() and runner.exception() is not None:
+            raise runner.exception()  # type: ignore[misc]
+    return 0
+
+
+async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    import discord
+
+    from bot.client import KontextBot, point_discord_at
+    from bot.services import open_services
+
+    _need_token(settings)
+    point_discord_at(settings)
+    async with open_services(settings) as svc, KontextBot(svc, recover=False) as bot:
+        await bot.login(settings.discord_token)
+        guild = discord.Object(id=args.guild) if args.guild else None
+        if guild is not None:
+            bot.tree.copy_global_to(guild=guild)
+        synced = await bot.tree.sync(guild=guild)
+    where = f"guild {args.guild} (instant)" if guild else "globally (may take up to an hour to appear)"
+    print(f"Registered {len(synced)} commands {where}: {', '.join(sorted(c.name for c in synced))}")
+    return 0
 
 
 async def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -77,14 +132,7 @@ async def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
             source="cli",
         )
         result = await svc.jobs.run(request)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, img in enumerate(result.images, 1):
-        ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(img.mime, "png")
-        path = out / f"{result.job_id}-{i}.{ext}"
-        path.write_bytes(img.data)
-        paths.append(str(path))
+    paths = await asyncio.to_thread(_write_images, Path(args.out), result)
     if args.json:
         print(
             json.dumps(
@@ -115,6 +163,17 @@ async def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         for path in paths:
             print(f"  {path}")
     return 0
+
+
+def _write_images(out: Path, result: Any) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(result.images, 1):
+        ext = {"image/jpeg": "jpg", "image/webp": "webp"}.get(img.mime, "png")
+        path = out / f"{result.job_id}-{i}.{ext}"
+        path.write_bytes(img.data)
+        paths.append(str(path))
+    return paths
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
@@ -157,6 +216,12 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _login_failure() -> type[Exception]:
+    from discord import LoginFailure
+
+    return LoginFailure
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -171,8 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_generate(args, settings))
         if args.command == "models":
             return cmd_models(args, settings)
+        if args.command == "run":
+            return asyncio.run(cmd_run(settings))
+        if args.command == "sync":
+            return asyncio.run(cmd_sync(args, settings))
     except ConfigError as exc:
         print(f"kontext-bot: {exc.user_message}", file=sys.stderr)
+        return EXIT_USAGE
+    except _login_failure():
+        print("kontext-bot: Discord refused DISCORD_TOKEN (login failed); check the token.", file=sys.stderr)
         return EXIT_USAGE
     except UserError as exc:
         print(f"kontext-bot: {exc.user_message}", file=sys.stderr)

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from storage.jobs import JobStore
+
 from bot import images
 from bot.catalog import SANDBOX, Catalog, Route, ValidatedJob, usd_to_micros
 from bot.config import Limits
 from bot.dispatch import Dispatcher
 from bot.errors import UserError
+from bot.inputs import InputStore
 from bot.providers.base import GenerationRequest, OutputImage, ProviderError, ProviderOutput
 from bot.providers.runner import ProviderRunner
-from storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class JobRequest:
     channel_id: int | None = None
     role_ids: Sequence[int] = ()
     source: str = "cli"  # where it came from: cli, slash, reroll, edit-again, context-menu
+    # False where flagged results must not be shown (a Discord channel that is not age-restricted):
+    # such a result is then refused and refunded rather than posted.
+    nsfw_allowed: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ class JobService:
         runner: ProviderRunner,
         store: JobStore,
         dispatcher: Dispatcher,
+        inputs: InputStore,
         rng: random.Random | None = None,
     ) -> None:
         self.catalog = catalog
@@ -119,11 +125,20 @@ class JobService:
         self.runner = runner
         self.store = store
         self.dispatcher = dispatcher
+        self.inputs = inputs
         self._rng = rng or random.Random()
+        self._stopping = False
 
-    def check(self, req: JobRequest) -> tuple[ValidatedJob, list[Route]]:
-        """Validate a request and find its routes, with no side effect. Raises UserError."""
-        job = self.catalog.validate(req.model, req.prompt, len(req.images), req.params)
+    def begin_shutdown(self) -> None:
+        """From now on, a cancelled job is being interrupted by a stop, not by its user: it keeps its
+        recorded state (running + task id, or queued) so ``recover`` resumes or refunds it on start."""
+        self._stopping = True
+
+    def check(self, req: JobRequest, image_count: int | None = None) -> tuple[ValidatedJob, list[Route]]:
+        """Validate a request and find its routes, with no side effect. Raises UserError.
+        ``image_count`` lets a face check before it has read the images."""
+        count = len(req.images) if image_count is None else image_count
+        job = self.catalog.validate(req.model, req.prompt, count, req.params)
         return job, self.catalog.routes_for(job, self.enabled, req.provider)
 
     async def run(self, req: JobRequest, on_event: EventSink | None = None) -> JobResult:
@@ -136,6 +151,9 @@ class JobService:
             params["seed"] = self._rng.randrange(SEED_RANGE)
         estimate = max(r.price_micros for r in routes) * job.count
         job_id = uuid.uuid4().hex[:12]
+        inputs = tuple(p.data_uri for p in prepared)
+        del prepared  # the data URIs are the compact form kept while queued
+        input_refs = await self.inputs.put_data_uris(inputs)
         reservation = await self.store.accept_job(
             job_id=job_id,
             user_id=req.user_id,
@@ -149,9 +167,8 @@ class JobService:
             estimate_micros=estimate,
             free_quota=job.model.free_quota,
             source=req.source,
+            input_refs=input_refs,
         )
-        inputs = tuple(p.data_uri for p in prepared)
-        del prepared  # the data URIs are the compact form kept while queued
 
         async def emit(stage: Stage, **kw: Any) -> None:
             if on_event is not None:
@@ -170,13 +187,27 @@ class JobService:
             await self.store.fail_job(job_id, status=status, error=_error_text(exc))
             raise JobFailed(job_id, exc) from exc
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.fail_job(job_id, status="cancelled", error="cancelled"))
+            if not self._stopping:
+                await asyncio.shield(
+                    self.store.fail_job(job_id, status="cancelled", error="cancelled by the user")
+                )
             raise
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job_id)
             await self.store.fail_job(job_id, status="failed", error=f"internal error: {type(exc).__name__}")
             raise JobFailed(job_id, UserError("Something went wrong on our side.")) from exc
 
+        if not req.nsfw_allowed and any(img.nsfw for img in output.images):
+            await self.store.fail_job(
+                job_id, status="refused", error="content_refused: flagged as adult content"
+            )
+            raise JobFailed(
+                job_id,
+                UserError(
+                    "The provider flagged this result as adult content, which can only be posted "
+                    "in age-restricted channels."
+                ),
+            )
         actual = _actual_cost(output, route, len(output.images))
         settlement = await self.store.complete_job(
             job_id,

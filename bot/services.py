@@ -11,18 +11,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from storage.jobs import JobStore
 
 from bot.accounts import AccountService
 from bot.config import Settings
 from bot.dispatch import Dispatcher
+from bot.inputs import InputStore
 from bot.jobs import JobService
 from bot.providers.http import ProviderClient
 from bot.providers.registry import build_adapters
 from bot.providers.runner import ProviderRunner
 from storage.db import Database, open_database
-from storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 runner=runner,
                 store=JobStore(db),
                 dispatcher=dispatcher,
+                inputs=InputStore(Path(settings.db_path).parent / "inputs"),
             )
             accounts = AccountService(db, settings.catalog)
             yield Services(settings, http, db, jobs, accounts, dispatcher, runner)
