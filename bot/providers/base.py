@@ -86,6 +86,8 @@ class Adapter(Protocol):
     name: str  # "modelverse", "vtrix", "wavespeed"
     base_url: str
     poll_interval: float  # seconds between polls at first; the client backs off from here
+    connect_timeout: float  # seconds; the client builds each call's httpx.Timeout from these two
+    read_timeout: float
 
     def auth_headers(self) -> dict[str, str]: ...
 

@@ -1,0 +1,592 @@
+"""The one place that talks HTTP to providers: timeouts, retries with backoff, polling, downloads.
+
+Adapters only translate (see ``bot.providers.base``); this client sends what they build, hands the
+answers back to them, and turns transport failures into the same ``ProviderError`` family.
+The policy follows openai-python: named defaults, retry only what may succeed if tried again
+(429, 5xx, timeouts, dropped connections), jittered exponential backoff, Retry-After honoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from bot.config import Limits
+from bot.errors import InputImageError
+from bot.images import identify
+from bot.providers.base import (
+    Adapter,
+    BadResponse,
+    Finished,
+    GenerationRequest,
+    HttpCall,
+    OutputExpired,
+    OutputImage,
+    OutputRef,
+    Pending,
+    ProviderError,
+    ProviderOutput,
+    ProviderTimeout,
+    RateLimited,
+    Unavailable,
+)
+from bot.providers.parsing import scrub
+
+log = logging.getLogger(__name__)
+
+INITIAL_BACKOFF = 0.5  # seconds before the first retry; doubles each time
+MAX_BACKOFF = 8.0
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After is cut to this (and never past the job's deadline)
+POLL_BACKOFF = 1.5  # polls slow down gently: a task that is not done soon is usually a long one
+MAX_POLL_INTERVAL = 10.0
+DOWNLOAD_TIMEOUT = 60.0  # seconds per read of a result link; the connect takes at most 10
+# JSON bodies are read into memory; a synchronous answer may carry up to four base64 images.
+_JSON_OVERHEAD = 4 * 4 // 3 + 1
+_THREAD_JSON_BYTES = 1 << 20  # parse larger JSON bodies off the event loop
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[Any]]
+OnTask = Callable[[str], Awaitable[None]]
+OnProgress = Callable[[float | None], Awaitable[None]]
+
+
+class ProviderClient:
+    """Runs adapters over one shared ``httpx.AsyncClient`` (owned by the app, not by this class).
+
+    ``deadline`` arguments are ``clock()`` values (``time.monotonic`` unless a test injects one).
+    ``secrets`` are scrubbed from every error message as a last line of defence.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        limits: Limits,
+        *,
+        secrets: Sequence[str] = (),
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        clock: Clock = time.monotonic,
+        download_timeout: float = DOWNLOAD_TIMEOUT,
+    ) -> None:
+        self._http = http
+        self._limits = limits
+        self._secrets = tuple(s for s in secrets if s)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._download_timeout = httpx.Timeout(download_timeout, connect=min(download_timeout, 10.0))
+
+    def __repr__(self) -> str:
+        return f"ProviderClient(max_retries={self._limits.max_retries})"
+
+    # --- public -------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        adapter: Adapter,
+        req: GenerationRequest,
+        *,
+        deadline: float,
+        on_task: OnTask | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> ProviderOutput:
+        """Submit, poll to the end, download and verify the images. Raises ProviderError."""
+        started = self._clock()
+        attempt = 0
+        while True:
+            try:
+                finished = await self._submit_and_wait(adapter, req, deadline, started, on_task, on_progress)
+                break
+            except ProviderError as exc:
+                # Submit failures, and tasks that failed for a passing reason (WaveSpeed 5xxx):
+                # resubmitting is the only way on.
+                if exc.retryable and self._clock() >= deadline:
+                    # A call cut short by the deadline: say so, rather than "did not answer".
+                    raise self._deadline_error(adapter, deadline, started) from None
+                delay = self._retry_delay(exc, attempt, deadline)
+                if delay is None:
+                    raise
+                attempt += 1
+                log.warning(
+                    "%s: %s (HTTP %s); retry %d/%d in %.1f s",
+                    adapter.name,
+                    exc.code,
+                    exc.status,
+                    attempt,
+                    self._limits.max_retries,
+                    delay,
+                )
+                await self._sleep(delay)
+        return await self._deliver(adapter, finished, deadline)
+
+    async def resume(
+        self,
+        adapter: Adapter,
+        task_id: str,
+        *,
+        deadline: float,
+        on_progress: OnProgress | None = None,
+    ) -> ProviderOutput:
+        """After a restart: poll an existing task to its end and download the result."""
+        started = self._clock()
+        finished = await self._poll(adapter, task_id, deadline, started, on_progress, first_delay=0.0)
+        return await self._deliver(adapter, finished, deadline)
+
+    async def download(
+        self, refs: Sequence[OutputRef], *, provider: str, deadline: float | None = None
+    ) -> tuple[OutputImage, ...]:
+        """Fetch (or decode) every output at once and check each is a real image."""
+        if not refs:
+            raise BadResponse(f"{provider} finished without any image.", provider=provider)
+        tasks = [asyncio.create_task(self._fetch_image(ref, provider, deadline)) for ref in refs]
+        try:
+            return tuple(await asyncio.gather(*tasks))
+        except BaseException:
+            # One bad output fails the job: stop the other downloads rather than orphan them.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    # --- submit and poll ----------------------------------------------------------------------
+
+    async def _submit_and_wait(
+        self,
+        adapter: Adapter,
+        req: GenerationRequest,
+        deadline: float,
+        started: float,
+        on_task: OnTask | None,
+        on_progress: OnProgress | None,
+    ) -> Finished:
+        status, body, meta = await self._exchange(adapter, adapter.build_submit(req), deadline, started)
+        state = self._parse(adapter, adapter.parse_submit, status, body, meta)
+        task_id = state.task_id
+        if task_id and on_task is not None:
+            # Recorded before any polling, so a restart can pick the task up again.
+            await on_task(task_id)
+        if isinstance(state, Finished):
+            return state
+        if on_progress is not None:
+            await on_progress(state.progress)
+        return await self._poll(adapter, state.task_id, deadline, started, on_progress)
+
+    async def _poll(
+        self,
+        adapter: Adapter,
+        task_id: str,
+        deadline: float,
+        started: float,
+        on_progress: OnProgress | None,
+        first_delay: float | None = None,
+    ) -> Finished:
+        interval = adapter.poll_interval  # the wait before the next poll that finds it running
+        if first_delay is None:
+            delay, interval = interval, _slower(interval)
+        else:
+            delay = first_delay
+        failures = 0
+        while True:
+            if delay > 0:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise self._deadline_error(adapter, deadline, started)
+                await self._sleep(min(delay, remaining))
+            call = adapter.build_poll(task_id)
+            try:
+                status, body, meta = await self._exchange(adapter, call, deadline, started)
+                state = self._parse(adapter, adapter.parse_poll, status, body, meta)
+            except ProviderError as exc:
+                # A 2xx answer that reports failure is the task's verdict: asking again won't change
+                # it. Anything else retryable (429, 5xx, a dropped connection) is the road, not the
+                # task: keep polling the same task until the deadline, never resubmit from here.
+                verdict = exc.status is not None and 200 <= exc.status < 300
+                if not exc.retryable or verdict:
+                    raise
+                failures += 1
+                delay = max(interval, self._backoff(failures - 1, exc.retry_after))
+                log.warning(
+                    "%s: polling task %s failed (%s, HTTP %s); trying again in %.1f s",
+                    adapter.name,
+                    task_id,
+                    exc.code,
+                    exc.status,
+                    delay,
+                )
+                continue
+            failures = 0
+            if isinstance(state, Finished):
+                return state if state.task_id else _with_task_id(state, task_id)
+            if on_progress is not None:
+                await on_progress(state.progress)
+            delay, interval = interval, _slower(interval)
+
+    def _parse(
+        self,
+        adapter: Adapter,
+        parse: Callable[[int, Any], Pending | Finished],
+        status: int,
+        body: Any,
+        meta: _Meta,
+    ) -> Pending | Finished:
+        try:
+            state = parse(status, body)
+        except ProviderError as exc:
+            raise self._finish_error(exc, adapter.name, status, meta) from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            # An adapter tripping over an odd shape is the provider's answer being wrong.
+            log.warning("%s: unreadable answer (HTTP %s, %s)", adapter.name, status, type(exc).__name__)
+            raise self._finish_error(
+                BadResponse(f"{_label(adapter)} sent an answer the bot could not read."),
+                adapter.name,
+                status,
+                meta,
+            ) from None
+        if isinstance(state, Finished) and not state.outputs:
+            raise self._finish_error(
+                BadResponse(f"{_label(adapter)} finished without any image."), adapter.name, status, meta
+            )
+        return state
+
+    # --- one HTTP exchange --------------------------------------------------------------------
+
+    async def _exchange(
+        self, adapter: Adapter, call: HttpCall, deadline: float, started: float
+    ) -> tuple[int, Any, _Meta]:
+        """Send one call; return (status, parsed JSON body, meta). Unreadable answers and
+        transport failures come out as ProviderError."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise self._deadline_error(adapter, deadline, started)
+        url = _join(adapter.base_url, call.path)
+        headers = dict(call.headers)
+        if _same_origin(url, adapter.base_url):  # never hand the key to a host the adapter didn't name
+            headers.update(adapter.auth_headers())
+        timeout = httpx.Timeout(
+            connect=min(adapter.connect_timeout, remaining),
+            read=min(adapter.read_timeout, remaining),
+            write=min(adapter.read_timeout, remaining),
+            pool=min(adapter.connect_timeout, remaining),
+        )
+        begun = time.monotonic()
+        cap = self._limits.max_output_bytes * _JSON_OVERHEAD
+        try:
+            async with self._http.stream(
+                call.method, url, json=call.json, headers=headers, timeout=timeout
+            ) as resp:
+                raw = await _read_capped(resp, cap)
+                status, resp_headers = resp.status_code, resp.headers
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, adapter.name, _label(adapter)) from None
+        except _TooLarge:
+            raise BadResponse(
+                f"{_label(adapter)} sent an answer larger than the bot accepts.", provider=adapter.name
+            ) from None
+        log.debug(
+            "%s %s %s -> %s in %.2f s",
+            adapter.name,
+            call.method,
+            _safe_path(url),
+            status,
+            time.monotonic() - begun,
+        )
+        meta = _Meta(_retry_after(resp_headers.get("retry-after")), _request_id(resp_headers))
+        ctype = resp_headers.get("content-type", "").lower()
+        body = await _parse_json(raw) if "json" in ctype else _NOT_JSON
+        if body is _NOT_JSON:
+            if 200 <= status < 300:
+                what = "malformed JSON" if "json" in ctype else f"{ctype or 'no content type'}"
+                log.warning("%s: HTTP %s answer was %s", adapter.name, status, what)
+                raise self._finish_error(
+                    BadResponse(f"{_label(adapter)} sent an unreadable answer ({what})."),
+                    adapter.name,
+                    status,
+                    meta,
+                )
+            # An error page from a proxy or load balancer: the status alone says what happened.
+            text = raw[:2000].decode("utf-8", "replace")
+            err = adapter.map_error(status, text, meta.retry_after)
+            raise self._finish_error(err, adapter.name, status, meta)
+        return status, body, meta
+
+    def _transport_error(self, exc: httpx.HTTPError, provider: str, label: str) -> ProviderError:
+        # httpx's own text can include the URL; only the exception type is used.
+        kind = type(exc).__name__
+        log.warning("%s: %s", provider, kind)
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(f"{label} did not answer in time.", provider=provider)
+        if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
+            return Unavailable(f"The connection to {label} failed.", provider=provider)
+        err = Unavailable(f"{label} could not be reached ({kind}).", provider=provider)
+        err.retryable = False  # a bad URL or protocol will not fix itself
+        return err
+
+    def _finish_error(
+        self, exc: ProviderError, provider: str, status: int | None, meta: _Meta
+    ) -> ProviderError:
+        """Fill in what the adapter could not know, and scrub every secret from the message."""
+        exc.provider = exc.provider or provider
+        if exc.status is None:
+            exc.status = status
+        if exc.retry_after is None:
+            exc.retry_after = meta.retry_after
+        if exc.request_id is None:
+            exc.request_id = meta.request_id
+        if exc.request_id:
+            exc.request_id = scrub(exc.request_id, self._secrets)
+        message = scrub(exc.user_message, self._secrets)
+        exc.user_message = message
+        exc.args = (message,)
+        return exc
+
+    # --- retries ------------------------------------------------------------------------------
+
+    def _retry_delay(self, exc: ProviderError, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before trying again, or None when the error must be raised now."""
+        if not exc.retryable or attempt >= self._limits.max_retries:
+            return None
+        delay = self._backoff(attempt, exc.retry_after)
+        if self._clock() + delay >= deadline:
+            return None
+        return delay
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        base = min(INITIAL_BACKOFF * 2**attempt, MAX_BACKOFF)
+        # Jitter spreads out clients that failed together so they don't return together.
+        return base * (1 - 0.25 * self._rng.random())
+
+    def _deadline_error(self, adapter: Adapter, deadline: float, started: float) -> ProviderTimeout:
+        seconds = max(round(deadline - started), 0)
+        err = ProviderTimeout(f"{_label(adapter)} took longer than {seconds} s.", provider=adapter.name)
+        # The job's time is up: trying again (here or elsewhere) cannot help this job.
+        err.retryable = False
+        return err
+
+    # --- downloads ----------------------------------------------------------------------------
+
+    async def _deliver(self, adapter: Adapter, finished: Finished, deadline: float) -> ProviderOutput:
+        images = await self.download(finished.outputs, provider=adapter.name, deadline=deadline)
+        return ProviderOutput(
+            images=images,
+            task_id=finished.task_id,
+            cost_usd=finished.cost_usd,
+            seed=finished.seed,
+            provider=adapter.name,
+        )
+
+    async def _fetch_image(self, ref: OutputRef, provider: str, deadline: float | None) -> OutputImage:
+        cap = self._limits.max_output_bytes
+        max_pixels = self._limits.max_input_pixels
+        if ref.b64:
+            return await asyncio.to_thread(_decode_and_identify, ref, provider, cap, max_pixels)
+        if not ref.url:
+            raise BadResponse(f"{provider} returned an empty result.", provider=provider)
+        data = await self._fetch_url(ref.url, provider, deadline)
+        return await asyncio.to_thread(_identify, data, ref.nsfw, provider, max_pixels)
+
+    async def _fetch_url(self, url: str, provider: str, deadline: float | None) -> bytes:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise BadResponse(f"{provider} returned a result link the bot cannot fetch.", provider=provider)
+        attempt = 0
+        while True:
+            try:
+                return await self._stream(url, provider)
+            except ProviderError as exc:
+                delay = self._retry_delay(exc, attempt, deadline if deadline is not None else float("inf"))
+                if delay is None:
+                    raise
+                attempt += 1
+                log.warning(
+                    "%s: result download failed (%s); retry %d in %.1f s", provider, exc.code, attempt, delay
+                )
+                await self._sleep(delay)
+
+    async def _stream(self, url: str, provider: str) -> bytes:
+        cap = self._limits.max_output_bytes
+        try:
+            # No auth headers: result links are public, and the key must not travel to a CDN.
+            async with self._http.stream(
+                "GET", url, timeout=self._download_timeout, follow_redirects=True
+            ) as resp:
+                status = resp.status_code
+                if status in (403, 404, 410):
+                    raise OutputExpired(
+                        f"The result link from {provider} has expired (HTTP {status}).",
+                        provider=provider,
+                        status=status,
+                    )
+                if status == 429:
+                    raise RateLimited(
+                        f"{provider} is rate limiting result downloads.",
+                        provider=provider,
+                        status=status,
+                        retry_after=_retry_after(resp.headers.get("retry-after")),
+                    )
+                if status >= 500:
+                    raise Unavailable(
+                        f"{provider} could not serve the result (HTTP {status}).",
+                        provider=provider,
+                        status=status,
+                    )
+                if not 200 <= status < 300:
+                    raise BadResponse(
+                        f"{provider} answered HTTP {status} for the result.", provider=provider, status=status
+                    )
+                data = await _read_capped(resp, cap)
+        except _TooLarge:
+            raise _too_large(provider, cap) from None
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, provider, provider) from None
+        log.debug("%s: downloaded %s (%d bytes)", provider, _safe_path(url), len(data))
+        return bytes(data)
+
+
+# --- helpers (pure, module-level functions; no state) -------------------------------------------
+
+
+class _Meta:
+    """What the client read from an answer's headers."""
+
+    __slots__ = ("request_id", "retry_after")
+
+    def __init__(self, retry_after: float | None, request_id: str | None) -> None:
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+
+class _TooLarge(Exception):
+    pass
+
+
+_NOT_JSON = object()
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+async def _read_capped(resp: httpx.Response, cap: int) -> bytearray:
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise _TooLarge
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        if len(buf) > cap:
+            raise _TooLarge
+    return buf
+
+
+async def _parse_json(raw: bytes | bytearray) -> Any:
+    try:
+        if len(raw) > _THREAD_JSON_BYTES:
+            return await asyncio.to_thread(json.loads, bytes(raw))
+        return json.loads(bytes(raw))
+    except (ValueError, UnicodeDecodeError):
+        return _NOT_JSON
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return max(seconds, 0.0)
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:80]
+    return None
+
+
+def _join(base_url: str, path: str) -> str:
+    if path.startswith(("http://", "https://")):
+        return path
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _same_origin(url: str, base_url: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def _safe_path(url: str) -> str:
+    """Host and path only: result links often carry signed query strings."""
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
+
+
+def _label(adapter: Adapter) -> str:
+    return getattr(adapter, "label", adapter.name)
+
+
+def _slower(interval: float) -> float:
+    return min(interval * POLL_BACKOFF, MAX_POLL_INTERVAL)
+
+
+def _with_task_id(state: Finished, task_id: str) -> Finished:
+    return Finished(state.outputs, task_id=task_id, cost_usd=state.cost_usd, seed=state.seed)
+
+
+def _too_large(provider: str, cap: int) -> BadResponse:
+    return BadResponse(
+        f"The result from {provider} is too large (over {cap // (1024 * 1024)} MB).", provider=provider
+    )
+
+
+def _decode_and_identify(ref: OutputRef, provider: str, cap: int, max_pixels: int) -> OutputImage:
+    """Runs in a worker thread: base64 of a large image is slow enough to stall the event loop."""
+    text = ref.b64 or ""
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if ";base64" not in header:
+            raise BadResponse(f"{provider} returned a result that is not base64.", provider=provider)
+    text = "".join(text.split())
+    if len(text) * 3 // 4 > cap:
+        raise _too_large(provider, cap)
+    # Some providers drop the padding or use the URL-safe alphabet; both decode to the same bytes.
+    text = text.translate(_URLSAFE) + "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadResponse(
+            f"{provider} returned a result that is not valid base64.", provider=provider
+        ) from None
+    if not data:
+        raise BadResponse(f"{provider} returned an empty result.", provider=provider)
+    return _identify(data, ref.nsfw, provider, max_pixels)
+
+
+def _identify(data: bytes, nsfw: bool, provider: str, max_pixels: int) -> OutputImage:
+    try:
+        info = identify(data, max_pixels=max_pixels)
+    except (InputImageError, OSError, ValueError, SyntaxError):
+        # Pillow signals some corrupt files with these instead; either way it is not an image.
+        raise BadResponse(
+            "The provider returned something that is not an image.", provider=provider
+        ) from None
+    return OutputImage(data=data, mime=info.mime, width=info.width, height=info.height, nsfw=nsfw)

@@ -1,0 +1,156 @@
+"""UModelverse: an OpenAI-compatible images API that answers synchronously (seeds 000-002).
+
+One POST returns the finished images, so there is never a task to poll or resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.config import ProviderSettings
+from bot.providers.base import (
+    AuthError,
+    BadResponse,
+    ContentRefused,
+    Finished,
+    GenerationRequest,
+    HttpCall,
+    InvalidRequest,
+    OutOfBalance,
+    OutputRef,
+    Pending,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    TaskFailed,
+    Unavailable,
+)
+from bot.providers.parsing import error_parts, safe_text
+
+NAME = "modelverse"
+# Canonical name -> the API's name. Which model accepts which is the catalog's business.
+_PARAMS = {
+    "n": "n",
+    "aspect_ratio": "aspect_ratio",
+    "steps": "steps",
+    "guidance": "guidance_scale",
+    "negative_prompt": "negative_prompt",
+    "strength": "strength",
+    "size": "size",
+}
+
+
+class ModelverseAdapter:
+    name = NAME
+    label = "UModelverse"
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        poll_interval: float = 3.0,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        # The answer arrives only when the images exist: the read timeout must cover a generation.
+        self.read_timeout = read_timeout
+        self.poll_interval = poll_interval
+
+    @classmethod
+    def from_settings(cls, s: ProviderSettings) -> ModelverseAdapter:
+        return cls(
+            s.api_key,
+            s.base_url,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            poll_interval=s.poll_interval,
+        )
+
+    def __repr__(self) -> str:
+        return f"ModelverseAdapter(base_url={self.base_url!r})"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def build_submit(self, req: GenerationRequest) -> HttpCall:
+        body: dict[str, Any] = {"model": req.provider_model, "prompt": req.prompt}
+        if req.images:
+            # The "/multi" models take an array; every other model takes a single image.
+            if req.provider_model.endswith("/multi"):
+                body["images"] = list(req.images)
+            else:
+                body["image"] = req.images[0]
+        for canonical, api_name in _PARAMS.items():
+            value = req.params.get(canonical)
+            if value is not None:
+                body[api_name] = value
+        seed = req.params.get("seed")
+        if seed is not None and seed >= 0:  # -1 means "random", which is also the default
+            body["seed"] = seed
+        return HttpCall("POST", "/v1/images/generations", json=body)
+
+    def parse_submit(self, status: int, body: Any) -> Pending | Finished:
+        if not 200 <= status < 300 or (isinstance(body, dict) and body.get("error")):
+            raise self.map_error(status, body, None)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise BadResponse("UModelverse sent an answer without images.", provider=NAME, status=status)
+        outputs = []
+        for item in data:
+            if not isinstance(item, dict):
+                continue
+            url, b64 = item.get("url"), item.get("b64_json")
+            ref = OutputRef(
+                url=url if isinstance(url, str) and url else None,
+                b64=b64 if isinstance(b64, str) and b64 else None,
+            )
+            if ref.url or ref.b64:
+                outputs.append(ref)
+        return Finished(tuple(outputs))
+
+    def build_poll(self, task_id: str) -> HttpCall:
+        # Synchronous API: a job either finished inside its request or is lost with it.
+        raise TaskFailed("UModelverse has no tasks to resume.", provider=NAME)
+
+    def parse_poll(self, status: int, body: Any) -> Pending | Finished:
+        raise TaskFailed("UModelverse has no tasks to resume.", provider=NAME)
+
+    def map_error(self, status: int, body: Any, retry_after: float | None) -> ProviderError:
+        code, message = error_parts(body)
+        err = body.get("error") if isinstance(body, dict) else None
+        request_id = err.get("param") if isinstance(err, dict) else None
+        code_text = str(code or "").lower()
+        etype = str(err.get("type") or "").lower() if isinstance(err, dict) else ""
+        detail = safe_text(message, [self._api_key])
+        kw: dict[str, Any] = {
+            "provider": NAME,
+            "status": status,
+            "request_id": safe_text(request_id, [self._api_key], 80) or None,
+            "retry_after": retry_after,
+        }
+        suffix = f": {detail}" if detail else "."
+        if "sensitive" in code_text or "sensitive" in etype:
+            return ContentRefused(
+                "UModelverse's safety check refused this prompt or image. Try different wording or "
+                "another image.",
+                **kw,
+            )
+        if status == 402 or "balance" in code_text or "quota" in code_text:
+            return OutOfBalance("The UModelverse account is out of balance.", **kw)
+        if status == 401 or "auth" in code_text:
+            return AuthError("UModelverse rejected the API key.", **kw)
+        if status == 403:
+            return AuthError(f"UModelverse refused access (HTTP 403){suffix}", **kw)
+        if status in (408, 504) or code_text in ("timeout", "gateway_timeout_error"):
+            return ProviderTimeout(f"UModelverse timed out (HTTP {status}).", **kw)
+        if status == 429 or "rate_limit" in code_text:
+            return RateLimited("UModelverse is rate limiting requests.", **kw)
+        if status >= 500:
+            return Unavailable(f"UModelverse is unavailable (HTTP {status}).", **kw)
+        if 400 <= status < 500 or code_text in ("param_error", "model_error"):
+            return InvalidRequest(f"UModelverse rejected the request{suffix}", **kw)
+        return BadResponse(f"UModelverse reported an error{suffix}", **kw)

@@ -1,0 +1,223 @@
+"""WaveSpeedAI: submit a prediction, then poll its result (seed 004).
+
+Every answer is wrapped as ``{"code", "message", "data": {...}}``. In sync mode the submit blocks
+until the output exists, but may end in HTTP 504 while the task goes on: when that 504 still names
+the prediction id, the job carries on by polling it instead of resubmitting (and paying twice).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.config import ProviderSettings
+from bot.providers.base import (
+    AuthError,
+    BadResponse,
+    ContentRefused,
+    Finished,
+    GenerationRequest,
+    HttpCall,
+    InvalidRequest,
+    OutOfBalance,
+    Pending,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    TaskFailed,
+    Unavailable,
+)
+from bot.providers.parsing import (
+    cost_text,
+    error_parts,
+    looks_like_moderation,
+    optional_int,
+    progress_fraction,
+    ref_from_text,
+    require_dict,
+    safe_text,
+)
+
+NAME = "wavespeed"
+_PARAMS = {"guidance": "guidance_scale", "aspect_ratio": "aspect_ratio"}
+_LEADING_CODE = re.compile(r"^\s*\[?(\d{4})\b")
+_TERMINAL = ("completed", "failed")
+
+
+class WaveSpeedAdapter:
+    name = NAME
+    label = "WaveSpeedAI"
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        poll_interval: float = 3.0,
+        sync_mode: bool = False,
+        base64_output: bool = False,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.poll_interval = poll_interval
+        self.sync_mode = sync_mode
+        self.base64_output = base64_output
+
+    @classmethod
+    def from_settings(cls, s: ProviderSettings) -> WaveSpeedAdapter:
+        return cls(
+            s.api_key,
+            s.base_url,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            poll_interval=s.poll_interval,
+            sync_mode=s.sync_mode,
+        )
+
+    def __repr__(self) -> str:
+        return f"WaveSpeedAdapter(base_url={self.base_url!r}, sync_mode={self.sync_mode})"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def build_submit(self, req: GenerationRequest) -> HttpCall:
+        model = req.provider_model.strip("/")
+        body: dict[str, Any] = {"prompt": req.prompt}
+        # The endpoint decides the input shape: ".../multi" takes an array, ".../text-to-image"
+        # takes none, the plain edit endpoint takes one image.
+        text_to_image = model.endswith("/text-to-image")
+        if req.images and not text_to_image:
+            if model.endswith("/multi"):
+                body["images"] = list(req.images)
+            else:
+                body["image"] = req.images[0]
+        for canonical, api_name in _PARAMS.items():
+            value = req.params.get(canonical)
+            if value is not None:
+                body[api_name] = value
+        n = req.params.get("n")
+        if text_to_image and n is not None:
+            body["num_images"] = n
+        seed = req.params.get("seed")
+        if seed is not None and seed >= 0:
+            body["seed"] = seed
+        if self.sync_mode:
+            body["enable_sync_mode"] = True
+        if self.base64_output:
+            body["enable_base64_output"] = True
+        return HttpCall("POST", f"/api/v3/{model}", json=body)
+
+    def parse_submit(self, status: int, body: Any) -> Pending | Finished:
+        if status == 504:
+            # Sync mode gave up waiting but the task may live on: poll it if the answer names it.
+            data = body.get("data") if isinstance(body, dict) else None
+            task_id = data.get("id") if isinstance(data, dict) else None
+            if isinstance(task_id, str) and task_id:
+                return Pending(task_id, status="processing")
+        return self._parse(status, body)
+
+    def build_poll(self, task_id: str) -> HttpCall:
+        return HttpCall("GET", f"/api/v3/predictions/{task_id}/result")
+
+    def parse_poll(self, status: int, body: Any) -> Pending | Finished:
+        return self._parse(status, body)
+
+    def _parse(self, status: int, body: Any) -> Pending | Finished:
+        if not 200 <= status < 300:
+            raise self.map_error(status, body, None)
+        wrapper = require_dict(NAME, body, "answer")
+        code = wrapper.get("code")
+        if isinstance(code, int) and not isinstance(code, bool) and code != 200 and code >= 400:
+            raise self.map_error(status, wrapper, None)
+        data = wrapper.get("data") if isinstance(wrapper.get("data"), dict) else None
+        if data is None and "id" in wrapper:  # tolerate an unwrapped prediction
+            data = wrapper
+        prediction = require_dict(NAME, data, "answer")
+        task_id = prediction.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise BadResponse("WaveSpeedAI sent a prediction without an id.", provider=NAME, status=status)
+        state = str(prediction.get("status") or "").lower()
+        if state == "failed":
+            raise self._task_error(prediction, task_id)
+        if state not in _TERMINAL:
+            return Pending(task_id, progress_fraction(prediction.get("progress")), state or "running")
+        outputs = prediction.get("outputs")
+        flags = prediction.get("has_nsfw_contents")
+        flags = flags if isinstance(flags, list) else []
+        refs = tuple(
+            ref_from_text(text, nsfw=bool(flags[i]) if i < len(flags) else False)
+            for i, text in enumerate(outputs if isinstance(outputs, list) else ())
+            if isinstance(text, str) and text.strip()
+        )
+        return Finished(
+            refs,
+            task_id=task_id,
+            cost_usd=cost_text(prediction.get("cost")),
+            seed=optional_int(prediction.get("seed")),
+        )
+
+    def _task_error(self, prediction: dict[str, Any], task_id: str) -> ProviderError:
+        # The text is in data.error (a string, sometimes an object); the number in data.code.
+        error = prediction.get("error")
+        code, message = error_parts({"error": error}) if error else (None, "")
+        code = _task_code(prediction.get("code") if code is None else code, message)
+        return self._code_error(code, message, {"provider": NAME, "request_id": task_id}, task=True)
+
+    def _code_error(self, code: int | None, message: str, kw: dict[str, Any], *, task: bool) -> ProviderError:
+        detail = safe_text(message, [self._api_key])
+        suffix = f": {detail}" if detail else "."
+        if code == 1200 or looks_like_moderation(message):
+            return ContentRefused(
+                "WaveSpeedAI's moderation refused this prompt or image. Try different wording or "
+                "another image.",
+                **kw,
+            )
+        if code in (1400, 1401):
+            return InvalidRequest(f"WaveSpeedAI rejected the request{suffix}", **kw)
+        if code in (1402, 1403, 1405):
+            return TaskFailed(f"The WaveSpeedAI task failed{suffix}", **kw)
+        if code in (5000, 5003, 5004):
+            return Unavailable(f"WaveSpeedAI had an internal failure (code {code}).", **kw)
+        if task:
+            return TaskFailed(f"The WaveSpeedAI task failed{suffix}", **kw)
+        return InvalidRequest(f"WaveSpeedAI rejected the request{suffix}", **kw)
+
+    def map_error(self, status: int, body: Any, retry_after: float | None) -> ProviderError:
+        code, message = error_parts(body)
+        data = body.get("data") if isinstance(body, dict) else None
+        request_id = data.get("id") if isinstance(data, dict) else None
+        kw: dict[str, Any] = {
+            "provider": NAME,
+            "status": status,
+            "request_id": safe_text(request_id, [self._api_key], 80) or None,
+            "retry_after": retry_after,
+        }
+        # A 200 answer may still carry an HTTP-like error code in its wrapper.
+        wrapped = code if isinstance(code, int) and not isinstance(code, bool) else None
+        effective = wrapped if status < 400 and wrapped and wrapped < 1000 else status
+        if effective == 401:
+            return AuthError("WaveSpeedAI rejected the API key (wrong or not yet activated).", **kw)
+        if effective in (402, 403):
+            return OutOfBalance("The WaveSpeedAI account is suspended or out of balance.", **kw)
+        if effective == 429:
+            return RateLimited("WaveSpeedAI is rate limiting this account.", **kw)
+        if effective == 408:
+            return ProviderTimeout("WaveSpeedAI timed out (HTTP 408).", **kw)
+        if effective >= 500:
+            return Unavailable(f"WaveSpeedAI is unavailable (HTTP {effective}).", **kw)
+        if effective == 404:
+            return TaskFailed("WaveSpeedAI no longer knows this prediction.", **kw)
+        return self._code_error(_task_code(code, message), message, kw, task=False)
+
+
+def _task_code(code: Any, message: str) -> int | None:
+    """WaveSpeed's four-digit task code, from a code field or the start of the error text."""
+    number = optional_int(code)
+    if number is not None and 1000 <= number <= 9999:
+        return number
+    match = _LEADING_CODE.match(message or "")
+    return int(match.group(1)) if match else None
