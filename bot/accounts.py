@@ -1,0 +1,413 @@
+"""Quotas, usage and admin settings: the one service both faces call (CLI and Discord cogs).
+
+It checks what people type (model in the catalog, amounts, periods) and turns it into storage
+calls; it writes no SQL. Every refusal is a ValidationError whose message says what is allowed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import storage
+from bot.catalog import ASPECT_RATIOS, MICROS_PER_USD, Catalog, micros_to_usd, usd_to_micros
+from bot.errors import ValidationError
+from storage import Database, QuotaStatus, UsageRow
+
+log = logging.getLogger(__name__)
+
+PERIODS = ("day", "week", "month")
+FREE_QUOTA_PERIODS = (*PERIODS, "off")
+USAGE_GROUPS = ("user", "team", "model", "day")
+ALL_MODELS = ("*", "all")
+MAX_TEAM_NAME = 100
+
+
+def _usd_number(micros: int | None) -> float | None:
+    """USD for JSON: a number, exact to the micro-dollar for any sum a bot will see."""
+    return None if micros is None else micros / MICROS_PER_USD
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class QuotaReport:
+    """What a user has left. ``to_json`` is the contract of ``kontext-bot quota --json``."""
+
+    status: QuotaStatus
+
+    @property
+    def resets_at(self) -> datetime:
+        return self.status.resets_at
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.status
+        return {
+            "user_id": s.user_id,
+            "guild_id": s.guild_id,
+            "models": {
+                f.model: {
+                    "free_limit": f.limit,
+                    "free_used": f.used,
+                    "free_remaining": f.remaining,
+                    "period": f.period,
+                    "resets_at": _iso(f.resets_at),
+                }
+                for f in s.free
+            },
+            "spent_usd": _usd_number(s.spent_micros),
+            "cap_usd": _usd_number(s.cap_micros),
+            "resets_at": _iso(s.resets_at),
+            "guild_budget": {
+                "budget_usd": _usd_number(s.guild.budget_micros),
+                "spent_usd": _usd_number(s.guild.spent_micros),
+                "remaining_usd": _usd_number(s.guild.remaining_micros),
+                "period": s.guild.period,
+                "resets_at": _iso(s.guild.resets_at),
+            },
+            "teams": [
+                {
+                    "name": t.name.removeprefix("team:"),
+                    "budget_usd": _usd_number(t.budget_micros),
+                    "spent_usd": _usd_number(t.spent_micros),
+                    "remaining_usd": _usd_number(t.remaining_micros),
+                    "period": t.period,
+                    "resets_at": _iso(t.resets_at),
+                }
+                for t in s.teams
+            ],
+        }
+
+    def to_text(self) -> str:
+        s = self.status
+        lines = ["Free images:"]
+        for f in s.free:
+            lines.append(
+                f"  {f.model}: {f.remaining} of {f.limit} left ({f.used} used; resets {_iso(f.resets_at)})"
+            )
+        cap = "no cap" if s.cap_micros is None else f"cap {micros_to_usd(s.cap_micros)}"
+        lines.append(
+            f"Spent this period: {micros_to_usd(s.spent_micros)} ({cap}; resets {_iso(s.cap_resets_at)})"
+        )
+        for t in s.teams:
+            lines.append(
+                f"Team {t.name.removeprefix('team:')}: {micros_to_usd(t.remaining_micros)} left of "
+                f"{micros_to_usd(t.budget_micros)} (resets {_iso(t.resets_at)})"
+            )
+        g = s.guild
+        lines.append(
+            f"Server budget: {micros_to_usd(g.remaining_micros)} left of {micros_to_usd(g.budget_micros)} "
+            f"(resets {_iso(g.resets_at)})"
+        )
+        return "\n".join(lines)
+
+
+_USAGE_COLUMNS = ("jobs", "succeeded", "images", "cost_usd", "refused", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    by: str
+    rows: tuple[UsageRow, ...]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {
+                self.by: r.key,
+                "jobs": r.jobs,
+                "succeeded": r.succeeded,
+                "images": r.images,
+                "cost_usd": _usd_number(r.cost_micros),
+                "refused": r.refused,
+                "failed": r.failed,
+                "cancelled": r.cancelled,
+            }
+            for r in self.rows
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(self.records(), indent=2)
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow((self.by, *_USAGE_COLUMNS))
+        for r in self.rows:
+            writer.writerow(
+                (
+                    r.key,
+                    r.jobs,
+                    r.succeeded,
+                    r.images,
+                    f"{r.cost_micros / MICROS_PER_USD:.6f}",
+                    r.refused,
+                    r.failed,
+                    r.cancelled,
+                )
+            )
+        return out.getvalue()
+
+    def to_table(self) -> str:
+        header = (self.by, *_USAGE_COLUMNS)
+        body = [
+            (
+                r.key,
+                r.jobs,
+                r.succeeded,
+                r.images,
+                micros_to_usd(r.cost_micros),
+                r.refused,
+                r.failed,
+                r.cancelled,
+            )
+            for r in self.rows
+        ]
+        cells = [tuple(str(c) for c in row) for row in (header, *body)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+        def line(row: tuple[str, ...]) -> str:
+            # The key column reads left to right; numbers line up on the right.
+            return "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+
+        if not body:
+            return line(cells[0]) + "\n(no jobs in this period)"
+        return "\n".join(line(row) for row in cells)
+
+
+# --- input checks --------------------------------------------------------------------------------
+
+
+def _id(value: Any, what: str, *, zero_ok: bool = False) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or number < 0 or (number == 0 and not zero_ok):
+        raise ValidationError(f"{what} must be a Discord id (a positive whole number), not {value!r}.")
+    return number
+
+
+def _count(value: Any, what: str, *, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = minimum - 1
+    if isinstance(value, bool) or isinstance(value, float) or number < minimum:
+        raise ValidationError(f"{what} must be a whole number of at least {minimum}, not {value!r}.")
+    return number
+
+
+def _micros(usd: Any, what: str = "--usd") -> int:
+    try:
+        return usd_to_micros(usd)
+    except ValueError:
+        raise ValidationError(
+            f"{what} must be an amount in USD of 0 or more, like 5 or 12.50 (you gave {usd!r})."
+        ) from None
+
+
+def _period(period: str, allowed: Sequence[str] = PERIODS) -> str:
+    if period not in allowed:
+        raise ValidationError(f"--period must be one of {', '.join(allowed)} (you gave {period!r}).")
+    return period
+
+
+def _day_start(value: date | datetime | str | None, what: str, *, next_day: bool = False) -> datetime | None:
+    """A report boundary. A bare date means midnight UTC; ``next_day`` makes --until include it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(f"{what} must be a date like 2025-01-31 (you gave {value!r}).") from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    moment = datetime.combine(value, time(), tzinfo=UTC)
+    return moment + timedelta(days=1) if next_day else moment
+
+
+class AccountService:
+    """Quota, usage and admin operations over the database, checked against the catalog."""
+
+    def __init__(self, db: Database, catalog: Catalog) -> None:
+        self.db = db
+        self.catalog = catalog
+
+    def _model(self, model: str) -> str:
+        return self.catalog.get(model).id  # ValidationError lists the models when unknown
+
+    # --- what users ask ---------------------------------------------------------------------------
+
+    async def quota(
+        self,
+        user_id: int,
+        guild_id: int | None = None,
+        roles: Sequence[int] = (),
+        *,
+        now: datetime | None = None,
+    ) -> QuotaReport:
+        """Per model: free limit, used, remaining; spent and cap; budgets; when each resets."""
+        models = {m.id: m.free_quota for m in self.catalog.models}
+        guild = None if guild_id is None else _id(guild_id, "--guild", zero_ok=True)
+        status = await storage.quota_status(self.db, _id(user_id, "--user"), guild, models, roles, now=now)
+        return QuotaReport(status)
+
+    async def usage(
+        self,
+        guild_id: int | None = None,
+        since: date | datetime | str | None = None,
+        until: date | datetime | str | None = None,
+        by: str = "user",
+    ) -> UsageReport:
+        """Jobs by user, team (who paid), model or day. ``until`` includes the day it names."""
+        if by not in USAGE_GROUPS:
+            raise ValidationError(f"--by must be one of {', '.join(USAGE_GROUPS)} (you gave {by!r}).")
+        start = _day_start(since, "--since")
+        end = _day_start(until, "--until", next_day=True)
+        if start and end and end <= start:
+            raise ValidationError("--until must not be before --since.")
+        guild = None if guild_id is None else _id(guild_id, "--guild", zero_ok=True)
+        rows = await storage.usage(self.db, guild_id=guild, since=start, until=end, by=by)
+        return UsageReport(by, tuple(rows))
+
+    # --- admin ----------------------------------------------------------------------------------
+
+    async def set_budget(
+        self, guild_id: int, usd: Any, period: str = "month", *, actor_id: int | None = None
+    ) -> storage.GuildConfig:
+        """admin budget --guild ID --usd AMOUNT [--period day|week|month]"""
+        return await storage.set_guild_budget(
+            self.db, _id(guild_id, "--guild", zero_ok=True), _micros(usd), _period(period), actor_id=actor_id
+        )
+
+    async def set_free_quota(
+        self, guild_id: int, model: str, images: Any, period: str = "month", *, actor_id: int | None = None
+    ) -> None:
+        """admin free-quota --guild ID --model MODEL|all --images N [--period day|week|month|off]"""
+        model_id = storage.ALL_MODELS if model in ALL_MODELS else self._model(model)
+        count = _count(images, "--images")
+        if _period(period, FREE_QUOTA_PERIODS) == "off":
+            count, period = 0, "month"
+        await storage.set_free_quota(
+            self.db, _id(guild_id, "--guild", zero_ok=True), model_id, count, period, actor_id=actor_id
+        )
+
+    async def set_team(
+        self,
+        guild_id: int,
+        role_id: int,
+        name: str,
+        usd: Any,
+        period: str = "month",
+        *,
+        actor_id: int | None = None,
+    ) -> storage.Team:
+        """admin team --guild ID --role ROLE_ID --name NAME --usd AMOUNT [--period ...]"""
+        name = (name or "").strip()
+        if not name or len(name) > MAX_TEAM_NAME:
+            raise ValidationError(f"--name must be 1 to {MAX_TEAM_NAME} characters.")
+        return await storage.set_team(
+            self.db,
+            _id(guild_id, "--guild", zero_ok=True),
+            _id(role_id, "--role"),
+            name,
+            _micros(usd),
+            _period(period),
+            actor_id=actor_id,
+        )
+
+    async def set_cap(
+        self, guild_id: int, usd: Any, period: str = "month", *, actor_id: int | None = None
+    ) -> storage.GuildConfig:
+        """admin cap --guild ID --usd AMOUNT: what one user may spend per period ("off" or None: no cap)."""
+        micros = None if usd is None or str(usd).lower() in ("off", "none") else _micros(usd)
+        return await storage.set_user_cap(
+            self.db, _id(guild_id, "--guild", zero_ok=True), micros, _period(period), actor_id=actor_id
+        )
+
+    async def grant(
+        self,
+        guild_id: int,
+        user_id: int,
+        model: str,
+        images: Any,
+        *,
+        actor_id: int | None = None,
+        note: str | None = None,
+    ) -> storage.Period:
+        """admin grant --guild ID --user ID --model MODEL --images N (for the current period)."""
+        return await storage.grant_free_images(
+            self.db,
+            _id(guild_id, "--guild", zero_ok=True),
+            _id(user_id, "--user"),
+            self._model(model),
+            _count(images, "--images", minimum=1),
+            actor_id=actor_id,
+            note=note,
+        )
+
+    async def refund(self, job_id: str, *, actor_id: int | None = None, reason: str = "") -> storage.Refund:
+        """admin refund JOB_ID. Raises JobNotFound (a UserError) for an unknown job."""
+        job_id = (job_id or "").strip()
+        if not job_id:
+            raise ValidationError("Give the id of the job to refund.")
+        return await storage.refund_job(self.db, job_id, actor_id=actor_id, reason=reason)
+
+    async def set_channel(
+        self, guild_id: int, channel_id: int, allowed: bool = True, *, actor_id: int | None = None
+    ) -> frozenset[int]:
+        """Allow (or stop allowing) the bot in a channel; returns the allow-list (empty: everywhere)."""
+        guild = _id(guild_id, "--guild")
+        await storage.set_channel_allowed(
+            self.db, guild, _id(channel_id, "--channel"), allowed, actor_id=actor_id
+        )
+        return await storage.allowed_channels(self.db, guild)
+
+    async def channel_allowed(self, guild_id: int, channel_id: int | None) -> bool:
+        """True when the guild has no allow-list or the channel is on it."""
+        return channel_id is not None and await storage.channel_allowed(self.db, guild_id, channel_id)
+
+    async def settings(self, user_id: int) -> storage.UserSettings:
+        return await storage.get_user_settings(self.db, _id(user_id, "--user"))
+
+    async def update_settings(
+        self,
+        user_id: int,
+        *,
+        default_model: str | None = None,
+        aspect_ratio: str | None = None,
+        private_results: bool | None = None,
+    ) -> storage.UserSettings:
+        """Change the settings given (those left None stay as they are)."""
+        changes: dict[str, Any] = {}
+        if default_model is not None:
+            changes["default_model"] = self._model(default_model)
+        if aspect_ratio is not None:
+            if aspect_ratio not in ASPECT_RATIOS:
+                raise ValidationError(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}.")
+            changes["aspect_ratio"] = aspect_ratio
+        if private_results is not None:
+            changes["private_results"] = bool(private_results)
+        return await storage.set_user_settings(self.db, _id(user_id, "--user"), **changes)
+
+    # --- the database itself ---------------------------------------------------------------------
+
+    async def check(self) -> list[str]:
+        """kontext-bot db check: problems found (empty: the books balance)."""
+        return await storage.check(self.db)
+
+    async def backup(self, path: str | Path) -> Path:
+        """kontext-bot db backup PATH, safe while the bot runs."""
+        return await storage.backup(self.db, path)

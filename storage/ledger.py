@@ -1,0 +1,327 @@
+"""The quota and cost ledger: who pays for a job, and the append-only rows that move balances.
+
+A balance is the sum of ledger rows for one bucket over the days of a period (see 0001_init.sql
+for the buckets). ``balances`` caches the sums per day, kept by a trigger in the same transaction;
+``db check`` recomputes them. Free images and micro-dollars never mix in one bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from storage import audit
+from storage.db import Conn, Database, fetchall
+from storage.guild_config import read_free_policy, read_guild_config, read_teams
+from storage.periods import Period, day_of, describe_reset, period_at, to_db, utc
+
+OPERATOR_BUCKET = "operator"
+MICROS_PER_USD = 1_000_000  # as bot.catalog; storage formats its own messages without importing bot
+
+
+def free_bucket(guild_id: int, user_id: int, model: str) -> str:
+    return f"free:{guild_id}:{user_id}:{model}"
+
+
+def team_bucket(team_id: int) -> str:
+    return f"team:{team_id}"
+
+
+def guild_bucket(guild_id: int) -> str:
+    return f"guild:{guild_id}"
+
+
+def user_bucket(guild_id: int, user_id: int) -> str:
+    return f"user:{guild_id}:{user_id}"
+
+
+def usd(micros: int) -> str:
+    """$0.04, $0.048612 — the same text as bot.catalog.micros_to_usd."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)
+    return f"{sign}${whole}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One ledger row: a change to one bucket, filed under one UTC day."""
+
+    account: str  # free | team | guild | user | operator
+    bucket: str
+    day: str
+    guild_id: int
+    user_id: int | None = None
+    team_id: int | None = None
+    model: str | None = None
+    images: int = 0
+    micros: int = 0
+
+    def negated(self) -> Line:
+        return replace(self, images=-self.images, micros=-self.micros)
+
+
+@dataclass(frozen=True)
+class Balance:
+    images: int = 0  # free images used
+    micros: int = 0  # micro-dollars spent
+    granted: int = 0  # extra free images granted by an admin
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Who pays for a job, and the reserve rows that say so."""
+
+    charged_to: str  # free | team:<name> | guild | operator
+    lines: tuple[Line, ...]
+    team_id: int | None
+    free_remaining: int | None  # after this job; None for operator jobs
+    resets_at: datetime | None  # end of the paying bucket's period
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+    cost_micros: int
+    free_remaining: int
+    resets_at: datetime
+
+
+def read_balances(conn: Conn, wanted: Iterable[tuple[str, Period]]) -> dict[tuple[str, Period], Balance]:
+    """Each bucket's sums over the days of its period; zero where nothing was written."""
+    wanted = list(dict.fromkeys(wanted))
+    found: dict[tuple[str, Period], Balance] = dict.fromkeys(wanted, Balance())
+    if not wanted:
+        return found
+    # One statement, one branch per bucket; each is a range scan of the (bucket, day) key.
+    sql = " UNION ALL ".join(
+        "SELECT ? AS i, sum(images), sum(micros), sum(granted) FROM balances "
+        "WHERE bucket = ? AND day >= ? AND day < ?"
+        for _ in wanted
+    )
+    params = [v for i, (bucket, p) in enumerate(wanted) for v in (i, bucket, p.first_day, p.end_day)]
+    for i, images, micros, granted in fetchall(conn, sql, params):
+        if images is not None:
+            found[wanted[i]] = Balance(images, micros, granted)
+    return found
+
+
+def decide(
+    conn: Conn,
+    *,
+    user_id: int | None,
+    guild_id: int,
+    model: str,
+    images: int,
+    price_micros: int,
+    free_default: int,
+    roles: Sequence[int],
+    now: datetime,
+) -> Decision | Refusal:
+    """Who pays, in order: free quota, a team of the user's roles, the guild; the cap on paid jobs.
+
+    Runs inside the caller's BEGIN IMMEDIATE transaction, so what it reads is still true when the
+    caller writes the reservation.
+    """
+    estimate = price_micros * images
+    day = day_of(now)
+    if user_id is None:
+        line = Line("operator", OPERATOR_BUCKET, day, guild_id, None, None, model, 0, estimate)
+        return Decision("operator", (line,), None, None, None)
+
+    policy = read_free_policy(conn, guild_id, model, free_default)
+    fp = period_at(policy.period, now)
+    fb = free_bucket(guild_id, user_id, model)
+    free = read_balances(conn, [(fb, fp)])[(fb, fp)]
+    limit = policy.images + free.granted
+    free_left = max(0, limit - free.images)
+    if estimate == 0:
+        # Nothing to pay for (the local sandbox): recorded under the free bucket, using none of it.
+        line = Line("free", fb, day, guild_id, user_id, None, model, 0, 0)
+        return Decision("free", (line,), None, free_left, fp.end)
+    # A job is free as a whole or paid as a whole: easier to explain than a split bill.
+    if images <= free_left:
+        line = Line("free", fb, day, guild_id, user_id, None, model, images, 0)
+        return Decision("free", (line,), None, free_left - images, fp.end)
+
+    config = read_guild_config(conn, guild_id)
+    teams = read_teams(conn, guild_id, roles) if roles else []
+    cp = period_at(config.cap_period, now)
+    gp = period_at(config.budget_period, now)
+    tps = {t.id: period_at(t.period, now) for t in teams}
+    ub, gb = user_bucket(guild_id, user_id), guild_bucket(guild_id)
+    bal = read_balances(conn, [(ub, cp), (gb, gp), *((team_bucket(t.id), tps[t.id]) for t in teams)])
+    spent = bal[(ub, cp)].micros
+    # Every paid job also counts against the user's cap, whoever pays for it.
+    user_line = Line("user", ub, day, guild_id, user_id, None, model, 0, estimate)
+    cap_ok = config.cap_micros is None or spent + estimate <= config.cap_micros
+    team_left = {t.id: t.budget_micros - bal[(team_bucket(t.id), tps[t.id])].micros for t in teams}
+    guild_left = config.budget_micros - bal[(gb, gp)].micros
+    if cap_ok:
+        for t in teams:
+            if estimate <= team_left[t.id]:
+                tp = tps[t.id]
+                line = Line("team", team_bucket(t.id), day, guild_id, user_id, t.id, model, 0, estimate)
+                return Decision(f"team:{t.name}", (line, user_line), t.id, free_left, tp.end)
+        if estimate <= guild_left:
+            line = Line("guild", gb, day, guild_id, user_id, None, model, 0, estimate)
+            return Decision("guild", (line, user_line), None, free_left, gp.end)
+
+    # Refused: say what is left, what the job would cost, and when things reset.
+    parts = [f"Not enough quota for this job: {images} image(s) with {model} would cost {usd(estimate)}."]
+    if limit > 0:
+        parts.append(f"Free images left: {free_left} of {limit} (resets {describe_reset(fp.end)}).")
+    else:
+        parts.append(f"{model} has no free images here.")
+    resets = [fp.end]
+    if not cap_ok:
+        left = max(0, config.cap_micros - spent)  # type: ignore[operator]
+        parts.append(
+            f"Your spending cap: {usd(left)} left of {usd(config.cap_micros)} "  # type: ignore[arg-type]
+            f"(resets {describe_reset(cp.end)})."
+        )
+        resets.append(cp.end)
+    else:
+        for t in teams:
+            left = max(0, team_left[t.id])
+            parts.append(f"Team {t.name}: {usd(left)} left (resets {describe_reset(tps[t.id].end)}).")
+            resets.append(tps[t.id].end)
+        if config.budget_micros == 0:
+            parts.append("This server has no budget for paid images; an admin can set one.")
+        else:
+            parts.append(
+                f"Server budget: {usd(max(0, guild_left))} left of {usd(config.budget_micros)} "
+                f"(resets {describe_reset(gp.end)})."
+            )
+            resets.append(gp.end)
+    return Refusal(" ".join(parts), estimate, free_left, min(resets))
+
+
+_INSERT = (
+    "INSERT INTO ledger (at, entry, account, bucket, day, guild_id, user_id, team_id, model, "
+    "job_id, images, micros, actor_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def write_lines(
+    conn: Conn,
+    entry: str,
+    lines: Iterable[Line],
+    now: datetime,
+    *,
+    job_id: str | None = None,
+    actor_id: int | None = None,
+    note: str | None = None,
+) -> None:
+    rows = [
+        (
+            to_db(now),
+            entry,
+            x.account,
+            x.bucket,
+            x.day,
+            x.guild_id,
+            x.user_id,
+            x.team_id,
+            x.model,
+            job_id,
+            x.images,
+            x.micros,
+            actor_id,
+            note,
+        )
+        for x in lines
+    ]
+    if rows:
+        conn.executemany(_INSERT, rows)
+
+
+def _line(row: Any) -> Line:
+    return Line(
+        row["account"],
+        row["bucket"],
+        row["day"],
+        row["guild_id"],
+        row["user_id"],
+        row["team_id"],
+        row["model"],
+        row["images"],
+        row["micros"],
+    )
+
+
+def job_lines(conn: Conn, job_id: str) -> list[tuple[str, Line]]:
+    """Every ledger row of a job as (entry, line), oldest first."""
+    rows = fetchall(conn, "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+    return [(r["entry"], _line(r)) for r in rows]
+
+
+def settle_lines(reserved: Iterable[Line], delivered: int, cost_micros: int) -> tuple[list[Line], list[Line]]:
+    """Close a reservation at the actual outcome: (settle rows, overrun rows).
+
+    Free buckets keep the images delivered and give back the rest. Money buckets keep the actual
+    cost up to the reservation; a provider that reports more than was reserved is still charged in
+    full, the excess written as a separate 'overrun' row so it stands out in the ledger.
+    """
+    settle, overrun = [], []
+    for r in reserved:
+        if r.account == "free":
+            settle.append(replace(r, images=min(delivered, r.images) - r.images, micros=0))
+        else:
+            settle.append(replace(r, images=0, micros=min(cost_micros, r.micros) - r.micros))
+            if cost_micros > r.micros:
+                overrun.append(replace(r, images=0, micros=cost_micros - r.micros))
+    return settle, overrun
+
+
+def net_by_bucket(lines: Iterable[tuple[str, Line]]) -> list[Line]:
+    """What a job's rows add up to in each bucket (on the reservation's day)."""
+    net: dict[tuple[str, str], Line] = {}
+    for _, x in lines:
+        key = (x.bucket, x.day)
+        if key in net:
+            net[key] = replace(net[key], images=net[key].images + x.images, micros=net[key].micros + x.micros)
+        else:
+            net[key] = x
+    return list(net.values())
+
+
+def _grant(
+    conn: Conn,
+    guild_id: int,
+    user_id: int,
+    model: str,
+    images: int,
+    actor_id: int | None,
+    note: str | None,
+    now: datetime,
+) -> Period:
+    # Filed under today, it counts in whatever period the guild's setting for the model makes
+    # today part of (the calendar month by default).
+    period = period_at(read_free_policy(conn, guild_id, model, 0).period, now)
+    line = Line(
+        "free", free_bucket(guild_id, user_id, model), day_of(now), guild_id, user_id, None, model, images
+    )
+    write_lines(conn, "grant", [line], now, actor_id=actor_id, note=note)
+    audit.record(
+        conn, now, actor_id, guild_id, "grant", {"user_id": user_id, "model": model, "images": images}
+    )
+    return period
+
+
+async def grant_free_images(
+    db: Database,
+    guild_id: int,
+    user_id: int,
+    model: str,
+    images: int,
+    *,
+    actor_id: int | None = None,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> Period:
+    """Give a user extra free images of ``model`` for the current period; returns that period."""
+    if isinstance(images, bool) or not isinstance(images, int) or images <= 0:
+        raise ValueError(f"images to grant must be a positive integer, not {images!r}")
+    return await db.write(_grant, guild_id, user_id, model, images, actor_id, note, utc(now))

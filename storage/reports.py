@@ -1,0 +1,169 @@
+"""What users and admins ask: how much is left for me, and who used what."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.db import Conn, Database, fetchall
+from storage.guild_config import free_policy, read_free_overrides, read_guild_config, read_teams
+from storage.ledger import free_bucket, guild_bucket, read_balances, team_bucket, user_bucket
+from storage.periods import period_at, to_db, utc
+
+
+@dataclass(frozen=True)
+class FreeStatus:
+    model: str
+    limit: int  # the period's free images, grants included
+    used: int
+    remaining: int
+    granted: int
+    period: str
+    resets_at: datetime
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    name: str  # "guild" or "team:<name>"
+    budget_micros: int
+    spent_micros: int
+    remaining_micros: int
+    period: str
+    resets_at: datetime
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    user_id: int
+    guild_id: int
+    free: tuple[FreeStatus, ...]
+    spent_micros: int  # paid jobs this cap period, whoever paid
+    cap_micros: int | None
+    cap_resets_at: datetime
+    guild: BudgetStatus
+    teams: tuple[BudgetStatus, ...]  # those of the roles given
+
+    @property
+    def resets_at(self) -> datetime:
+        """The next reset of any of these figures."""
+        return min([self.cap_resets_at, self.guild.resets_at, *(f.resets_at for f in self.free)])
+
+
+def _quota(
+    conn: Conn, user_id: int, guild_id: int, models: Mapping[str, int], roles: Sequence[int], now: datetime
+) -> QuotaStatus:
+    overrides = read_free_overrides(conn, guild_id)
+    config = read_guild_config(conn, guild_id)
+    teams = read_teams(conn, guild_id, roles) if roles else []
+    policies = {m: free_policy(overrides, m, default) for m, default in models.items()}
+    fps = {m: period_at(p.period, now) for m, p in policies.items()}
+    tps = {t.id: period_at(t.period, now) for t in teams}
+    cp, gp = period_at(config.cap_period, now), period_at(config.budget_period, now)
+    ub, gb = user_bucket(guild_id, user_id), guild_bucket(guild_id)
+    keys = [
+        (ub, cp),
+        (gb, gp),
+        *((free_bucket(guild_id, user_id, m), fps[m]) for m in models),
+        *((team_bucket(t.id), tps[t.id]) for t in teams),
+    ]
+    bal = read_balances(conn, keys)
+    free = []
+    for m, policy in policies.items():
+        b = bal[(free_bucket(guild_id, user_id, m), fps[m])]
+        limit = policy.images + b.granted
+        free.append(
+            FreeStatus(m, limit, b.images, max(0, limit - b.images), b.granted, policy.period, fps[m].end)
+        )
+
+    def budget(name: str, micros: int, spent: int, period: str, end: datetime) -> BudgetStatus:
+        return BudgetStatus(name, micros, spent, max(0, micros - spent), period, end)
+
+    status = QuotaStatus(
+        user_id,
+        guild_id,
+        tuple(free),
+        bal[(ub, cp)].micros,
+        config.cap_micros,
+        cp.end,
+        budget("guild", config.budget_micros, bal[(gb, gp)].micros, config.budget_period, gp.end),
+        tuple(
+            budget(
+                f"team:{t.name}",
+                t.budget_micros,
+                bal[(team_bucket(t.id), tps[t.id])].micros,
+                t.period,
+                tps[t.id].end,
+            )
+            for t in teams
+        ),
+    )
+    return status
+
+
+async def quota_status(
+    db: Database,
+    user_id: int,
+    guild_id: int | None,
+    models: Mapping[str, int],
+    roles: Sequence[int] = (),
+    *,
+    now: datetime | None = None,
+) -> QuotaStatus:
+    """A user's standing in a guild. ``models`` maps each model id to the catalog's free quota."""
+    return await db.read(_quota, user_id, guild_id or 0, dict(models), tuple(roles), utc(now))
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    key: str
+    jobs: int
+    succeeded: int
+    images: int  # delivered by succeeded jobs
+    cost_micros: int  # what succeeded jobs cost (free ones included: the operator still pays)
+    refused: int
+    failed: int
+    cancelled: int
+
+
+# Fixed expressions chosen by name: the grouping never comes from user text. "team" groups by who
+# paid (team:<name>, free, guild, operator; "-" for refused jobs, which nobody paid for).
+GROUPINGS = {
+    "user": "coalesce(CAST(user_id AS TEXT), 'operator')",
+    "team": "coalesce(charged_to, '-')",
+    "model": "model",
+    "day": "substr(created_at, 1, 10)",
+}
+
+
+async def usage(
+    db: Database,
+    *,
+    guild_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    by: str = "user",
+) -> list[UsageRow]:
+    """Jobs created in [since, until), grouped ``by`` user, team, model or day; busiest first
+    (oldest first by day)."""
+    if by not in GROUPINGS:
+        raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+    order = "key" if by == "day" else "images DESC, jobs DESC, key"
+    sql = (
+        f"SELECT {GROUPINGS[by]} AS key, count(*) AS jobs, "
+        "sum(status = 'succeeded') AS succeeded, "
+        "sum(CASE WHEN status = 'succeeded' THEN images_delivered ELSE 0 END) AS images, "
+        "sum(CASE WHEN status = 'succeeded' THEN coalesce(actual_micros, 0) ELSE 0 END) AS cost_micros, "
+        "sum(status = 'refused') AS refused, sum(status = 'failed') AS failed, "
+        "sum(status = 'cancelled') AS cancelled "
+        "FROM jobs WHERE (:g IS NULL OR guild_id = :g) "
+        "AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until) "
+        f"GROUP BY key ORDER BY {order}"
+    )
+    params = {
+        "g": guild_id,
+        "since": None if since is None else to_db(since),
+        "until": None if until is None else to_db(until),
+    }
+    rows = await db.read(fetchall, sql, params)
+    return [UsageRow(*(r[i] for i in range(8))) for r in rows]
