@@ -67,7 +67,7 @@ class KontextBot(commands.Bot):
     async def deliver_recovered(self, job_id: str, outcome: JobResult | JobFailed) -> None:
         from cogs.delivery import deliver_to_channel
 
-        record = await self.services.jobs.store.get_job(job_id)
+        record = await self.services.jobs.get(job_id)
         if record is None or not record.channel_id:
             return
         await deliver_to_channel(self, record, outcome)

@@ -12,14 +12,12 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from storage.jobs import JobStore
-
+import storage
 from bot import images
 from bot.catalog import SANDBOX, Catalog, Route, ValidatedJob, usd_to_micros
 from bot.config import Limits
@@ -28,6 +26,7 @@ from bot.errors import UserError
 from bot.inputs import InputStore
 from bot.providers.base import GenerationRequest, OutputImage, ProviderError, ProviderOutput
 from bot.providers.runner import ProviderRunner
+from storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,8 @@ class JobResult:
     provider: str
     images: tuple[OutputImage, ...]
     seed: int | None
-    cost_micros: int
+    cost_micros: int  # what the job cost (the provider's bill or list price)
+    charged_micros: int  # what was taken from a budget: 0 when the free quota paid
     charged_to: str
     free_remaining: int | None
     elapsed: float
@@ -114,7 +114,7 @@ class JobService:
         limits: Limits,
         enabled: Sequence[str],
         runner: ProviderRunner,
-        store: JobStore,
+        db: Database,
         dispatcher: Dispatcher,
         inputs: InputStore,
         rng: random.Random | None = None,
@@ -123,7 +123,7 @@ class JobService:
         self.limits = limits
         self.enabled = tuple(enabled)
         self.runner = runner
-        self.store = store
+        self.db = db
         self.dispatcher = dispatcher
         self.inputs = inputs
         self._rng = rng or random.Random()
@@ -149,26 +149,29 @@ class JobService:
         params = dict(job.params)
         if "seed" in params and params["seed"] == -1:
             params["seed"] = self._rng.randrange(SEED_RANGE)
-        estimate = max(r.price_micros for r in routes) * job.count
-        job_id = uuid.uuid4().hex[:12]
         inputs = tuple(p.data_uri for p in prepared)
         del prepared  # the data URIs are the compact form kept while queued
         input_refs = await self.inputs.put_data_uris(inputs)
-        reservation = await self.store.accept_job(
-            job_id=job_id,
-            user_id=req.user_id,
-            guild_id=req.guild_id,
-            channel_id=req.channel_id,
-            role_ids=tuple(req.role_ids),
-            model_id=job.model.id,
-            prompt=job.prompt,
-            params=params,
-            images_requested=job.count,
-            estimate_micros=estimate,
-            free_quota=job.model.free_quota,
-            source=req.source,
-            input_refs=input_refs,
+        reservation = await storage.accept_job(
+            self.db,
+            storage.NewJob(
+                model=job.model.id,
+                prompt=job.prompt,
+                images=job.count,
+                price_micros=max(r.price_micros for r in routes),  # reserve enough for any route
+                free_quota=job.model.free_quota,
+                user_id=req.user_id,
+                guild_id=req.guild_id,
+                channel_id=req.channel_id,
+                roles=tuple(req.role_ids),
+                params=params,
+                meta={"input_refs": list(input_refs), "source": req.source},
+                kind=str(job.model.kind),
+                input_count=len(input_refs),
+                deadline_s=self.limits.job_deadline,
+            ),
         )
+        job_id = reservation.job_id
 
         async def emit(stage: Stage, **kw: Any) -> None:
             if on_event is not None:
@@ -184,22 +187,24 @@ class JobService:
                 output, route = await self._dispatch(job_id, job, params, inputs, routes, emit)
         except UserError as exc:
             status = "refused" if _is_refusal(exc) else "failed"
-            await self.store.fail_job(job_id, status=status, error=_error_text(exc))
+            await storage.fail_job(self.db, job_id, status=status, error=_error_text(exc))
             raise JobFailed(job_id, exc) from exc
         except asyncio.CancelledError:
             if not self._stopping:
                 await asyncio.shield(
-                    self.store.fail_job(job_id, status="cancelled", error="cancelled by the user")
+                    storage.fail_job(self.db, job_id, status="cancelled", error="cancelled by the user")
                 )
             raise
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job_id)
-            await self.store.fail_job(job_id, status="failed", error=f"internal error: {type(exc).__name__}")
+            await storage.fail_job(
+                self.db, job_id, status="failed", error=f"internal error: {type(exc).__name__}"
+            )
             raise JobFailed(job_id, UserError("Something went wrong on our side.")) from exc
 
         if not req.nsfw_allowed and any(img.nsfw for img in output.images):
-            await self.store.fail_job(
-                job_id, status="refused", error="content_refused: flagged as adult content"
+            await storage.fail_job(
+                self.db, job_id, status="refused", error="content_refused: flagged as adult content"
             )
             raise JobFailed(
                 job_id,
@@ -208,14 +213,10 @@ class JobService:
                     "in age-restricted channels."
                 ),
             )
-        actual = _actual_cost(output, route, len(output.images))
-        settlement = await self.store.complete_job(
-            job_id,
-            images_delivered=len(output.images),
-            actual_micros=actual,
-            provider=route.provider,
-            seed=params.get("seed"),
-        )
+        settlement = await self._settle(job_id, output, route)
+        free_left = reservation.free_remaining
+        if free_left is not None and reservation.charged_to == "free":
+            free_left += settlement.returned_images  # fewer images delivered than reserved
         return JobResult(
             job_id=job_id,
             status="succeeded",
@@ -223,12 +224,19 @@ class JobService:
             provider=route.provider,
             images=output.images,
             seed=params.get("seed"),
-            cost_micros=settlement.charged_micros,
+            cost_micros=settlement.cost_micros,
+            charged_micros=settlement.charged_micros,
             charged_to=reservation.charged_to,
-            free_remaining=settlement.free_remaining,
+            free_remaining=free_left,
             elapsed=time.monotonic() - started,
             prompt=job.prompt,
             params=params,
+        )
+
+    async def _settle(self, job_id: str, output: ProviderOutput, route: Route) -> storage.Settlement:
+        actual = _actual_cost(output, route, len(output.images))
+        return await storage.complete_job(
+            self.db, job_id, images_delivered=len(output.images), actual_micros=actual
         )
 
     async def _dispatch(
@@ -245,8 +253,8 @@ class JobService:
         for i, route in enumerate(routes):
             if i:
                 await emit(Stage.FAILOVER, provider=route.provider)
-            await self.store.mark_running(
-                job_id, provider=route.provider, provider_model=route.provider_model
+            await storage.mark_running(
+                self.db, job_id, route.provider, route.provider_model, price_micros=route.price_micros
             )
             await emit(Stage.RUNNING, provider=route.provider)
             req = GenerationRequest(
@@ -257,7 +265,7 @@ class JobService:
             )
 
             async def on_task(task_id: str, _route: Route = route) -> None:
-                await self.store.set_task_id(job_id, task_id)
+                await storage.set_task_id(self.db, job_id, task_id)
 
             async def on_progress(progress: float | None, _route: Route = route) -> None:
                 await emit(Stage.RUNNING, provider=_route.provider, progress=progress)
@@ -279,63 +287,73 @@ class JobService:
         assert last is not None
         raise last
 
+    async def get(self, job_id: str) -> storage.Job | None:
+        return await storage.get_job(self.db, job_id)
+
+    async def history(self, user_id: int, guild_id: int | None, limit: int = 10) -> list[storage.Job]:
+        return await storage.list_jobs(self.db, user_id=user_id, guild_id=guild_id, limit=limit)
+
+    async def set_posted(self, job_id: str, channel_id: int, message_id: int) -> None:
+        await storage.set_posted(self.db, job_id, channel_id, message_id)
+
+    async def stored_inputs(self, record: storage.Job) -> list[bytes]:
+        """A recorded job's input images, for a Re-roll. Raises UserError when they are gone."""
+        data = await self.inputs.get_many(record.meta.get("input_refs", []))
+        if data is None:
+            raise UserError("This job's input images are no longer stored, so it cannot be re-rolled.")
+        return data
+
     async def recover(
         self, deliver: Callable[[str, JobResult | JobFailed], Awaitable[None]] | None = None
     ) -> int:
         """After a restart: resume jobs whose provider task can still be polled, refund the rest.
         ``deliver`` is told each outcome (the bot posts it to the job's channel). Returns how many."""
-        unfinished = await self.store.unfinished_jobs()
+        unfinished = await storage.unfinished_jobs(self.db)
         tasks = [self._recover_one(rec, deliver) for rec in unfinished]
         await asyncio.gather(*tasks)
         return len(tasks)
 
-    async def _recover_one(self, rec: Any, deliver: Callable[..., Awaitable[None]] | None) -> None:
+    async def _recover_one(self, rec: storage.Job, deliver: Callable[..., Awaitable[None]] | None) -> None:
         outcome: JobResult | JobFailed
         try:
-            if not rec.task_id or rec.provider not in self.runner.enabled():
+            if not rec.task_id or not rec.provider or rec.provider not in self.runner.enabled():
                 raise UserError("The bot restarted before this job reached the provider.")
-            route = self.catalog.get(rec.model_id).route(rec.provider)
+            route = self.catalog.get(rec.model).route(rec.provider)
             if route is None:
                 raise UserError("This model is no longer served by that provider.")
             output = await self.runner.resume(
                 rec.provider, rec.task_id, deadline=time.monotonic() + self.limits.job_deadline
             )
-            actual = _actual_cost(output, route, len(output.images))
-            settlement = await self.store.complete_job(
-                rec.job_id,
-                images_delivered=len(output.images),
-                actual_micros=actual,
-                provider=route.provider,
-                seed=rec.params.get("seed"),
-            )
+            settlement = await self._settle(rec.id, output, route)
             outcome = JobResult(
-                job_id=rec.job_id,
+                job_id=rec.id,
                 status="succeeded",
-                model=rec.model_id,
+                model=rec.model,
                 provider=route.provider,
                 images=output.images,
                 seed=rec.params.get("seed"),
-                cost_micros=settlement.charged_micros,
-                charged_to=rec.charged_to,
-                free_remaining=settlement.free_remaining,
+                cost_micros=settlement.cost_micros,
+                charged_micros=settlement.charged_micros,
+                charged_to=settlement.charged_to or "",
+                free_remaining=None,
                 elapsed=0.0,
                 prompt=rec.prompt,
                 params=rec.params,
             )
         except UserError as exc:
-            await self.store.fail_job(rec.job_id, status="failed", error=_error_text(exc))
-            outcome = JobFailed(rec.job_id, exc)
+            await storage.fail_job(self.db, rec.id, status="failed", error=_error_text(exc))
+            outcome = JobFailed(rec.id, exc)
         except Exception as exc:
-            log.exception("recovering job %s failed", rec.job_id)
-            await self.store.fail_job(
-                rec.job_id, status="failed", error=f"recovery failed: {type(exc).__name__}"
+            log.exception("recovering job %s failed", rec.id)
+            await storage.fail_job(
+                self.db, rec.id, status="failed", error=f"recovery failed: {type(exc).__name__}"
             )
-            outcome = JobFailed(rec.job_id, UserError("The bot restarted and could not finish this job."))
+            outcome = JobFailed(rec.id, UserError("The bot restarted and could not finish this job."))
         if deliver is not None:
             try:
-                await deliver(rec.job_id, outcome)
+                await deliver(rec.id, outcome)
             except Exception:
-                log.exception("could not deliver recovered job %s", rec.job_id)
+                log.exception("could not deliver recovered job %s", rec.id)
 
 
 def _actual_cost(output: ProviderOutput, route: Route, delivered: int) -> int:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from storage.jobs import JobStore
 
 from bot.accounts import AccountService
 from bot.config import Settings
@@ -46,7 +45,7 @@ class Services:
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     if settings.sandbox_only:
-        log.warning("No provider API key is set: every model is served by the free local sandbox.")
+        log.info("No provider API key is set: every model is served by the free local sandbox.")
     async with httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=10.0), limits=HTTP_LIMITS, follow_redirects=False
     ) as http:
@@ -65,7 +64,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 limits=settings.limits,
                 enabled=settings.enabled_providers,
                 runner=runner,
-                store=JobStore(db),
+                db=db,
                 dispatcher=dispatcher,
                 inputs=InputStore(Path(settings.db_path).parent / "inputs"),
             )

@@ -30,7 +30,7 @@ def is_admin(interaction: discord.Interaction) -> bool:
 
 
 async def _job(interaction: discord.Interaction, job_id: str) -> Any:
-    record = await _bot(interaction).services.jobs.store.get_job(job_id)
+    record = await _bot(interaction).services.jobs.get(job_id)
     if record is None:
         raise UserError("This result's job is no longer on record.")
     return record
@@ -69,7 +69,7 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:rer
             bot,
             interaction,
             purpose=_purpose(len(inputs)),
-            model=record.model_id,
+            model=record.model,
             prompt=record.prompt,
             params=params,
             images=inputs,
@@ -110,7 +110,7 @@ class EditAgainButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:
         except UserError as exc:
             await tell_error(interaction, exc)
             return
-        await interaction.response.send_modal(EditAgainModal(record.model_id, attachments[0]))
+        await interaction.response.send_modal(EditAgainModal(record.model, attachments[0]))
 
 
 class EditAgainModal(discord.ui.Modal, title="Edit again"):

@@ -32,7 +32,7 @@ async def model_choices(
         quota = await svc.accounts.quota(
             interaction.user.id, interaction.guild_id, role_ids(interaction.user)
         )
-        left = {mid: m.free_remaining for mid, m in quota.models.items()}
+        left = {f.model: f.remaining for f in quota.status.free}
     except Exception:  # autocomplete must answer within 3 s, with or without the numbers
         log.exception("autocomplete quota lookup failed")
     enabled = set(svc.jobs.enabled)

@@ -134,9 +134,9 @@ def result_embed(
         left = result.free_remaining
         paid = f"free quota ({left} free left)" if left is not None else "free quota"
     elif result.charged_to.startswith("team:"):
-        paid = f"{micros_to_usd(result.cost_micros)} from team {safe_text(result.charged_to[5:], 60)}"
+        paid = f"{micros_to_usd(result.charged_micros)} from team {safe_text(result.charged_to[5:], 60)}"
     elif result.charged_to == "guild":
-        paid = f"{micros_to_usd(result.cost_micros)} from the server budget"
+        paid = f"{micros_to_usd(result.charged_micros)} from the server budget"
     else:
         paid = micros_to_usd(result.cost_micros)
     embed.add_field(name="Cost", value=paid, inline=False)
@@ -236,7 +236,7 @@ async def post_result(
             allowed_mentions=discord.AllowedMentions(users=[interaction.user]),
         )
     if message is not None:
-        await bot.services.jobs.store.set_posted(result.job_id, message.channel.id, message.id)
+        await bot.services.jobs.set_posted(result.job_id, message.channel.id, message.id)
 
 
 async def deliver_to_channel(bot: KontextBot, record: Any, outcome: JobResult | JobFailed) -> None:
@@ -261,7 +261,7 @@ async def deliver_to_channel(bot: KontextBot, record: Any, outcome: JobResult | 
         view=result_view(outcome.job_id),
         allowed_mentions=allowed,
     )
-    await bot.services.jobs.store.set_posted(outcome.job_id, message.channel.id, message.id)
+    await bot.services.jobs.set_posted(outcome.job_id, message.channel.id, message.id)
 
 
 # --- starting a job from any interaction ---------------------------------------------------------
@@ -314,7 +314,7 @@ async def start_job(
     count = len(images) if images is not None else len(attachments)
     max_bytes = svc.settings.limits.max_input_bytes
     try:
-        prefs = await svc.accounts.user_settings(interaction.user.id, interaction.guild_id)
+        prefs = await svc.accounts.settings(interaction.user.id)
         if interaction.guild_id and not await svc.accounts.channel_allowed(
             interaction.guild_id, interaction.channel_id
         ):
@@ -344,11 +344,13 @@ async def start_job(
     except UserError as exc:
         await tell_error(interaction, exc)
         return
-    await interaction.response.defer(thinking=True, ephemeral=prefs.private)
+    await interaction.response.defer(thinking=True, ephemeral=prefs.private_results)
     if images is None:
         try:
             images = await read_attachments(attachments, max_bytes)
         except UserError as exc:
             await tell_error(interaction, exc)
             return
-    await run_and_deliver(bot, interaction, replace(request, images=list(images)), private=prefs.private)
+    await run_and_deliver(
+        bot, interaction, replace(request, images=list(images)), private=prefs.private_results
+    )
