@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.catalog import SANDBOX, micros_to_usd
+from bot.catalog import SANDBOX, micros_to_usd, usd_to_micros
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, UserError
 from bot.logs import setup_logging
@@ -43,6 +43,39 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _add_admin(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("admin", help="budgets, quotas, teams, caps, grants and refunds")
+    admin = p.add_subparsers(dest="admin_command", required=True)
+    periods = ("day", "week", "month")
+    q = admin.add_parser("budget", help="set a guild's budget for paid images")
+    q.add_argument("--guild", type=int, required=True)
+    q.add_argument("--usd", required=True)
+    q.add_argument("--period", choices=periods, default="month")
+    q = admin.add_parser("free-quota", help="free images per member for a model (or 'all')")
+    q.add_argument("--guild", type=int, required=True)
+    q.add_argument("--model", required=True)
+    q.add_argument("--images", type=int, required=True)
+    q.add_argument("--period", choices=(*periods, "off"), default="month")
+    q = admin.add_parser("team", help="map a role to a team with its own budget")
+    q.add_argument("--guild", type=int, required=True)
+    q.add_argument("--role", type=int, required=True)
+    q.add_argument("--name", required=True)
+    q.add_argument("--usd", required=True)
+    q.add_argument("--period", choices=periods, default="month")
+    q = admin.add_parser("cap", help="what one member may spend per period ('off' for no cap)")
+    q.add_argument("--guild", type=int, required=True)
+    q.add_argument("--usd", required=True)
+    q.add_argument("--period", choices=periods, default="month")
+    q = admin.add_parser("grant", help="extra free images for a member, this period")
+    q.add_argument("--guild", type=int, required=True)
+    q.add_argument("--user", type=int, required=True)
+    q.add_argument("--model", required=True)
+    q.add_argument("--images", type=int, required=True)
+    q = admin.add_parser("refund", help="give a job's charge back")
+    q.add_argument("job_id")
+    q.add_argument("--reason", default="refunded by the operator")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kontext-bot", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -50,6 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     p = sub.add_parser("models", help="list the models, their routes, prices and free quotas")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("quota", help="a member's free images, spending and budgets left")
+    p.add_argument("--user", type=int, required=True)
+    p.add_argument("--guild", type=int)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("usage", help="usage report by user, team, model or day")
+    p.add_argument("--guild", type=int)
+    p.add_argument("--since", metavar="YYYY-MM-DD")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="inclusive")
+    p.add_argument("--by", choices=("user", "team", "model", "day"), default="user")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _add_admin(sub)
+    p = sub.add_parser("db", help="database maintenance")
+    dbsub = p.add_subparsers(dest="db_command", required=True)
+    q = dbsub.add_parser("backup", help="consistent copy while the bot runs (SQLite online backup)")
+    q.add_argument("path")
+    dbsub.add_parser("check", help="prove the balances agree with the append-only ledger")
+    dbsub.add_parser("migrate", help="apply pending migrations and print the schema version")
     sub.add_parser("run", help="start the Discord bot (needs DISCORD_TOKEN)")
     p = sub.add_parser("sync", help="register the slash commands with Discord")
     p.add_argument("--guild", type=int, help="register in one guild only (instant) instead of globally")
@@ -165,6 +215,74 @@ async def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_accounts(args: argparse.Namespace, settings: Settings) -> int:
+    """quota, usage, admin and db: thin calls into AccountService."""
+    from bot.services import open_services
+
+    async with open_services(settings) as svc:
+        acc = svc.accounts
+        if args.command == "quota":
+            report = await acc.quota(args.user, args.guild)
+            print(json.dumps(report.to_json()) if args.json else report.to_text())
+        elif args.command == "usage":
+            usage = await acc.usage(args.guild, args.since, args.until, args.by)
+            print({"table": usage.to_table, "csv": usage.to_csv, "json": usage.to_json}[args.format]())
+        elif args.command == "db":
+            if args.db_command == "backup":
+                path = await acc.backup(args.path)
+                print(f"Backed up {settings.db_path} to {path}")
+            elif args.db_command == "check":
+                problems = await acc.check()
+                for problem in problems:
+                    print(f"problem: {problem}")
+                if problems:
+                    return EXIT_FAILED
+                print("The books balance: every balance agrees with the ledger.")
+            else:
+                print(f"Database {settings.db_path} is at schema version {await acc.schema_version()}.")
+        else:
+            print(await _admin(acc, args))
+    return 0
+
+
+async def _admin(acc: Any, args: argparse.Namespace) -> str:
+    cmd = args.admin_command
+    if cmd == "budget":
+        await acc.set_budget(args.guild, args.usd, args.period)
+        return f"Guild {args.guild}: budget {_usd(args.usd)} per {args.period}."
+    if cmd == "free-quota":
+        await acc.set_free_quota(args.guild, args.model, args.images, args.period)
+        if args.period == "off":
+            return f"Guild {args.guild}: no free images for {args.model}."
+        return (
+            f"Guild {args.guild}: {args.images} free image(s) per member per {args.period} for {args.model}."
+        )
+    if cmd == "team":
+        team = await acc.set_team(args.guild, args.role, args.name, args.usd, args.period)
+        return (
+            f"Guild {args.guild}: team {team.name} (role {args.role}) has {_usd(args.usd)} per {args.period}."
+        )
+    if cmd == "cap":
+        await acc.set_cap(args.guild, args.usd, args.period)
+        cap = "no cap" if args.usd.lower() in ("off", "none") else f"cap {_usd(args.usd)}"
+        return f"Guild {args.guild}: per-member {cap} per {args.period}."
+    if cmd == "grant":
+        period = await acc.grant(args.guild, args.user, args.model, args.images)
+        until = f"{period.end:%Y-%m-%d %H:%M} UTC"
+        return f"Granted {args.images} free image(s) of {args.model} to {args.user} until {until}."
+    refund = await acc.refund(args.job_id, reason=args.reason)
+    if refund.already:
+        return f"Job {args.job_id} had nothing left to refund."
+    return (
+        f"Refunded job {args.job_id}: {micros_to_usd(refund.returned_micros)} "
+        f"and {refund.returned_images} free image(s) given back."
+    )
+
+
+def _usd(text: str) -> str:
+    return micros_to_usd(usd_to_micros(text))
+
+
 def _write_images(out: Path, result: Any) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -236,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_generate(args, settings))
         if args.command == "models":
             return cmd_models(args, settings)
+        if args.command in ("quota", "usage", "admin", "db"):
+            return asyncio.run(cmd_accounts(args, settings))
         if args.command == "run":
             return asyncio.run(cmd_run(settings))
         if args.command == "sync":

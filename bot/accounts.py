@@ -408,6 +408,9 @@ class AccountService:
         """kontext-bot db check: problems found (empty: the books balance)."""
         return await storage.check(self.db)
 
+    async def schema_version(self) -> int:
+        return await storage.schema_version(self.db)
+
     async def backup(self, path: str | Path) -> Path:
         """kontext-bot db backup PATH, safe while the bot runs."""
         return await storage.backup(self.db, path)
