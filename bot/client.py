@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import discord
 import yarl
@@ -20,7 +21,7 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.create", "cogs.buttons", "cogs.account", "cogs.admin")
+EXTENSIONS = ("cogs.create", "cogs.buttons")
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -32,13 +33,14 @@ def point_discord_at(settings: Settings) -> None:
 
 
 class KontextBot(commands.Bot):
-    def __init__(self, services: Services, *, recover: bool = True) -> None:
+    def __init__(self, services: Services, *, recover: bool = True, **options: Any) -> None:
         intents = discord.Intents.default()  # slash commands need no privileged intent
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),  # prompts never ping anyone
             help_command=None,
+            **options,
         )
         self.services = services
         self._recover = recover

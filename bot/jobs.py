@@ -174,10 +174,14 @@ class JobService:
         job_id = reservation.job_id
 
         async def emit(stage: Stage, **kw: Any) -> None:
-            if on_event is not None:
+            if on_event is None:
+                return
+            try:
                 await on_event(
                     JobEvent(job_id, stage, job.model.id, elapsed=time.monotonic() - started, **kw)
                 )
+            except Exception:  # showing progress is best effort; the job goes on
+                log.exception("job %s: progress callback failed", job_id)
 
         async def on_position(position: int) -> None:
             await emit(Stage.QUEUED, position=position)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB = r"(?P<job>[0-9a-f]{12})"
+JOB = r"(?P<job>[0-9a-z]{12})"
 
 
 def _bot(interaction: discord.Interaction) -> KontextBot:
