@@ -43,8 +43,14 @@ def emulator_process() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def provider_env(url: str) -> dict[str, str]:
-    env = {}
+FAST_POLLS = "".join(f"[providers.{name}]\npoll_interval = 0.1\n" for name in ProviderEmulator.KEYS)
+
+
+def provider_env(url: str, tmp: Path) -> dict[str, str]:
+    """Keys and base URLs for every provider, and quick polling (real providers want 3-5 s)."""
+    config = tmp / "kontext.toml"
+    config.write_text(FAST_POLLS)
+    env = {"KONTEXT_CONFIG": str(config), "KONTEXT_DB": str(tmp / "k.db")}
     for name, key in ProviderEmulator.KEYS.items():
         env[f"{name.upper()}_API_KEY"] = key
         env[f"{name.upper()}_BASE_URL"] = url
@@ -82,7 +88,7 @@ def image_args(model_id: str, tmp: Path) -> list[str]:
 
 
 async def test_every_model_through_every_route_writes_real_images(emulator_process, tmp_path):
-    env = {**provider_env(emulator_process), "KONTEXT_DB": str(tmp_path / "k.db")}
+    env = provider_env(emulator_process, tmp_path)
     limit = asyncio.Semaphore(4)
 
     async def one(model_id: str, provider: str) -> tuple[str, str, dict]:
@@ -145,7 +151,7 @@ async def test_sandbox_is_used_and_announced_when_no_key_is_set(tmp_path):
 
 
 async def test_member_jobs_report_who_paid_and_free_images_left(emulator_process, tmp_path):
-    env = {**provider_env(emulator_process), "KONTEXT_DB": str(tmp_path / "k.db")}
+    env = provider_env(emulator_process, tmp_path)
     src = tmp_path / "in.png"
     src.write_bytes(make_png(300, 200))
     args = [
@@ -200,7 +206,7 @@ async def test_refusals_are_one_clear_line_and_a_nonzero_exit(tmp_path, args, ne
 async def test_a_provider_failure_fails_over_and_a_refusal_does_not(emulator_process, tmp_path):
     import httpx
 
-    env = {**provider_env(emulator_process), "KONTEXT_DB": str(tmp_path / "k.db")}
+    env = provider_env(emulator_process, tmp_path)
     args = ["generate", "--model", "flux-kontext-pro/text-to-image", "--prompt", "a fox", "--json"]
     async with httpx.AsyncClient(base_url=emulator_process) as http:
         await http.post("/_emulator/reset")
