@@ -255,3 +255,44 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "WAVESPEED_BASE_URL" in proc.stderr
+
+
+async def test_quota_and_usage_after_a_scripted_series_of_jobs(emulator_process, tmp_path):
+    """Two members, free and paid jobs, one refusal: the reports add up to the cent."""
+    env = provider_env(emulator_process, tmp_path)
+    src = tmp_path / "in.png"
+    src.write_bytes(make_png(300, 200))
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        return await run_cli(*args, env=env, cwd=tmp_path)
+
+    assert (await cli("admin", "budget", "--guild", "7", "--usd", "0.10"))[0] == 0
+    t2i = ["generate", "--model", "flux-kontext-max/text-to-image", "--prompt", "a fox", "--guild", "7"]
+    assert (await cli(*t2i, "--user", "1", "--provider", "wavespeed"))[0] == 0  # $0.08 from the guild
+    code, _, err = await cli(*t2i, "--user", "2", "--provider", "wavespeed")  # $0.02 left: refused
+    assert code == 1 and "would cost $0.08" in err
+    edit = [
+        "generate",
+        "--model",
+        "flux-kontext-pro",
+        "--prompt",
+        "a hat",
+        "--image",
+        str(src),
+        "--guild",
+        "7",
+    ]
+    for _ in range(2):
+        assert (await cli(*edit, "--user", "2"))[0] == 0  # free quota
+    code, out, _ = await cli("usage", "--guild", "7", "--by", "user", "--format", "json")
+    rows = {row["user"]: row for row in json.loads(out)}
+    assert rows["1"]["images"] == 1 and rows["1"]["cost_usd"] == 0.08
+    assert rows["2"]["jobs"] == 3 and rows["2"]["refused"] == 1 and rows["2"]["succeeded"] == 2
+    code, out, _ = await cli("usage", "--guild", "7", "--by", "team", "--format", "csv")
+    assert "guild,1,1,1,0.080000" in out and "free,2,2,2," in out
+    code, out, _ = await cli("quota", "--user", "2", "--guild", "7", "--json")
+    quota = json.loads(out)
+    assert quota["models"]["black-forest-labs/flux-kontext-pro"]["free_remaining"] == 3
+    assert quota["spent_usd"] == 0 and quota["guild_budget"]["remaining_usd"] == pytest.approx(0.02)
+    code, out, _ = await cli("db", "check")
+    assert code == 0 and "balance" in out
