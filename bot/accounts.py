@@ -20,12 +20,15 @@ import storage
 from bot.catalog import ASPECT_RATIOS, MICROS_PER_USD, Catalog, micros_to_usd, usd_to_micros
 from bot.errors import ValidationError
 from storage import Database, QuotaStatus, UsageRow
+from storage.periods import utc
 
 log = logging.getLogger(__name__)
 
 PERIODS = ("day", "week", "month")
 FREE_QUOTA_PERIODS = (*PERIODS, "off")
 USAGE_GROUPS = ("user", "team", "model", "day")
+# Report windows a person picks from a list (Discord); the CLI takes --since/--until instead.
+USAGE_WINDOWS = ("today", "week", "month", "last-30-days", "all")
 ALL_MODELS = ("*", "all")
 MAX_TEAM_NAME = 100
 
@@ -183,6 +186,30 @@ class UsageReport:
         if not body:
             return line(cells[0]) + "\n(no jobs in this period)"
         return "\n".join(line(row) for row in cells)
+
+
+def usage_window(window: str, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+    """[since, until) in UTC for a named window: today, this ISO week (from Monday), this calendar
+    month, the last 30 days (to the minute), or all time (None, None)."""
+    now = utc(now)
+    if window == "all":
+        return None, None
+    if window == "last-30-days":
+        return now - timedelta(days=30), None
+    kinds = {"today": "day", "week": "week", "month": "month"}
+    if window not in kinds:
+        raise ValidationError(f"period must be one of {', '.join(USAGE_WINDOWS)} (you gave {window!r}).")
+    return storage.period_at(kinds[window], now).start, None
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """Everything an admin has set for a guild, for one overview."""
+
+    config: storage.GuildConfig
+    free_quotas: dict[str, storage.FreePolicy]  # the guild's own rows; "*" is every other model
+    teams: tuple[storage.Team, ...]
+    channels: frozenset[int]  # empty: every channel
 
 
 # --- input checks --------------------------------------------------------------------------------
@@ -358,11 +385,18 @@ class AccountService:
             note=note,
         )
 
-    async def refund(self, job_id: str, *, actor_id: int | None = None, reason: str = "") -> storage.Refund:
-        """admin refund JOB_ID. Raises JobNotFound (a UserError) for an unknown job."""
+    async def refund(
+        self, job_id: str, *, actor_id: int | None = None, reason: str = "", guild_id: int | None = None
+    ) -> storage.Refund:
+        """admin refund JOB_ID. Raises JobNotFound (a UserError) for an unknown job, and for a job of
+        another guild when ``guild_id`` is given (a server's admins refund their own server's jobs)."""
         job_id = (job_id or "").strip()
         if not job_id:
             raise ValidationError("Give the id of the job to refund.")
+        if guild_id is not None:
+            job = await storage.get_job(self.db, job_id)
+            if job is None or job.guild_id != guild_id:
+                raise storage.JobNotFound(f"No job {job_id!r} in this server.")
         return await storage.refund_job(self.db, job_id, actor_id=actor_id, reason=reason)
 
     async def set_channel(
@@ -374,6 +408,23 @@ class AccountService:
             self.db, guild, _id(channel_id, "--channel"), allowed, actor_id=actor_id
         )
         return await storage.allowed_channels(self.db, guild)
+
+    async def allowed_channels(self, guild_id: int) -> frozenset[int]:
+        """The guild's allow-list (empty: every channel)."""
+        return await storage.allowed_channels(self.db, _id(guild_id, "--guild"))
+
+    async def teams(self, guild_id: int) -> list[storage.Team]:
+        """The guild's teams, in creation order (budget 0: retired)."""
+        return await storage.list_teams(self.db, _id(guild_id, "--guild", zero_ok=True))
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        guild = _id(guild_id, "--guild", zero_ok=True)
+        return GuildSettings(
+            await storage.get_guild_config(self.db, guild),
+            await storage.list_free_quotas(self.db, guild),
+            tuple(await storage.list_teams(self.db, guild)),
+            await storage.allowed_channels(self.db, guild),
+        )
 
     async def channel_allowed(self, guild_id: int, channel_id: int | None) -> bool:
         """True when the guild has no allow-list or the channel is on it."""
