@@ -152,7 +152,15 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         guild = discord.Object(id=args.guild) if args.guild else None
         if guild is not None:
             bot.tree.copy_global_to(guild=guild)
-        synced = await bot.tree.sync(guild=guild)
+        try:
+            synced = await bot.tree.sync(guild=guild)
+        except discord.Forbidden:
+            raise UserError(
+                f"Discord would not register commands in guild {args.guild}: is the bot in that server, "
+                "invited with the applications.commands scope?"
+            ) from None
+        except discord.HTTPException as exc:
+            raise UserError(f"Discord refused the commands (HTTP {exc.status}): {exc.text}") from None
     where = f"guild {args.guild} (instant)" if guild else "globally (may take up to an hour to appear)"
     print(f"Registered {len(synced)} commands {where}: {', '.join(sorted(c.name for c in synced))}")
     return 0

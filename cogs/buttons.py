@@ -1,10 +1,13 @@
-"""Buttons on every result, alive across restarts: the job id is in each ``custom_id``
-(discord.ui.DynamicItem), so a click after a restart finds its job in the database."""
+"""Buttons on every result (and Cancel on every job in progress), alive across restarts: the action
+and the job id are in each ``custom_id`` (``kx:<action>:<job id>``, discord.ui.DynamicItem), so a
+click after a restart finds its job in the database."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -14,10 +17,19 @@ from cogs.delivery import NO_MENTIONS, start_job, tell_error
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
+    from storage import Job
 
 log = logging.getLogger(__name__)
 
-JOB = r"(?P<job>[0-9a-z]{12})"
+CANCEL_WAIT = 10.0  # seconds a Cancel waits for the job to let go before answering anyway
+# action -> (label, emoji, style)
+LOOKS: dict[str, tuple[str, str, discord.ButtonStyle]] = {
+    "reroll": ("Re-roll", "🎲", discord.ButtonStyle.primary),
+    "again": ("Edit again", "✏️", discord.ButtonStyle.secondary),
+    "seed": ("Use seed", "🌱", discord.ButtonStyle.secondary),
+    "del": ("Delete", "🗑️", discord.ButtonStyle.danger),
+    "cancel": ("Cancel", "✖️", discord.ButtonStyle.secondary),
+}
 
 
 def _bot(interaction: discord.Interaction) -> KontextBot:
@@ -25,46 +37,70 @@ def _bot(interaction: discord.Interaction) -> KontextBot:
 
 
 def is_admin(interaction: discord.Interaction) -> bool:
-    perms = getattr(interaction.user, "guild_permissions", None)
-    return bool(perms and (perms.manage_guild or perms.manage_messages or perms.administrator))
+    # interaction.permissions are what Discord resolved for this member in this channel.
+    perms = interaction.permissions
+    return perms.administrator or perms.manage_guild or perms.manage_messages
 
 
-async def _job(interaction: discord.Interaction, job_id: str) -> Any:
+async def _job(interaction: discord.Interaction, job_id: str) -> Job:
     record = await _bot(interaction).services.jobs.get(job_id)
     if record is None:
-        raise UserError("This result's job is no longer on record.")
+        raise UserError(f"Job {job_id} is no longer on record.")
     return record
 
 
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:reroll:{JOB}"):
-    """Same settings, new seed, charged to whoever clicks."""
+def _purpose(image_count: int) -> str:
+    return "create" if image_count == 0 else "edit" if image_count == 1 else "combine"
 
-    def __init__(self, job_id: str) -> None:
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"kx:(?P<action>reroll|again|seed|del|cancel):(?P<job>[0-9a-z]{8,32})",
+):
+    def __init__(self, action: str, job_id: str) -> None:
+        label, emoji, style = LOOKS[action]
         super().__init__(
-            discord.ui.Button(
-                label="Re-roll",
-                emoji="🎲",
-                style=discord.ButtonStyle.primary,
-                custom_id=f"kx:reroll:{job_id}",
-            )
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"kx:{action}:{job_id}")
         )
+        self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> RerollButton:
-        return cls(match["job"])
+        cls, interaction: discord.Interaction, item: discord.ui.Button[Any], match: re.Match[str]
+    ) -> JobButton:
+        return cls(match["action"], match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot = _bot(interaction)
+        handlers: dict[str, Callable[[discord.Interaction], Awaitable[None]]] = {
+            "reroll": self.reroll,
+            "again": self.edit_again,
+            "seed": self.use_seed,
+            "del": self.delete,
+            "cancel": self.cancel,
+        }
+        # discord.py only logs what a dynamic item raises; the member must always hear back.
         try:
-            record = await _job(interaction, self.job_id)
-            inputs = await bot.services.jobs.stored_inputs(record)
+            await handlers[self.action](interaction)
         except UserError as exc:
             await tell_error(interaction, exc)
-            return
-        params = {k: v for k, v in record.params.items() if k != "seed"}
+        except Exception:
+            log.exception("button %s on job %s failed", self.action, self.job_id)
+            await tell_error(interaction, UserError(f"Something went wrong on our side (job {self.job_id})."))
+
+    async def reroll(self, interaction: discord.Interaction) -> None:
+        """Same model, prompt, inputs and settings, a new seed; charged to whoever clicks."""
+        bot = _bot(interaction)
+        record = await _job(interaction, self.job_id)
+        inputs = await bot.services.jobs.stored_inputs(record)
+        model = bot.services.settings.catalog.get(record.model)
+        # The record holds every parameter with its default filled in. Passing the defaults back
+        # as if the member had chosen them would rule out routes that cannot carry them.
+        params = {
+            k: v
+            for k, v in record.params.items()
+            if k != "seed" and k in model.params and (k == "aspect_ratio" or v != model.params[k].default)
+        }
         await start_job(
             bot,
             interaction,
@@ -76,46 +112,65 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:rer
             source="reroll",
         )
 
-
-class EditAgainButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:again:{JOB}"):
-    """A new prompt applied to this result: chains of edits are what Kontext is for."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Edit again",
-                emoji="✏️",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"kx:again:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> EditAgainButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def edit_again(self, interaction: discord.Interaction) -> None:
+        """A new prompt applied to this result: chains of edits are what Kontext is for."""
         message = interaction.message
-        attachments = [
-            a for a in (message.attachments if message else []) if a.filename.startswith("kontext-")
-        ]
-        if not attachments:
-            await tell_error(interaction, UserError("This result has no image left to edit."))
-            return
-        try:
-            record = await _job(interaction, self.job_id)
-        except UserError as exc:
-            await tell_error(interaction, exc)
-            return
-        await interaction.response.send_modal(EditAgainModal(record.model, attachments[0]))
+        # Our files are kontext-<job>-<n>.<ext>; a flagged one carries Discord's SPOILER_ prefix.
+        results = [a for a in (message.attachments if message else []) if "kontext-" in a.filename]
+        if not results:
+            raise UserError("This result has no image left to edit.")
+        record = await _job(interaction, self.job_id)
+        await interaction.response.send_modal(EditAgainModal(record.model, results[0]))
+
+    async def use_seed(self, interaction: discord.Interaction) -> None:
+        record = await _job(interaction, self.job_id)
+        seed = record.params.get("seed")
+        if seed is None or seed == -1:
+            raise UserError(f"{record.model} takes no seed, so this result cannot be repeated exactly.")
+        await interaction.response.send_message(
+            f"🌱 Seed **{seed}** — add `seed:{seed}` to /edit, /combine or /create with the same prompt "
+            "and image to get the same result, or change the prompt a little to vary it.",
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    async def delete(self, interaction: discord.Interaction) -> None:
+        record = await _job(interaction, self.job_id)
+        if record.user_id != interaction.user.id and not is_admin(interaction):
+            raise UserError("Only the member who asked for this image, or an admin, can delete it.")
+        await interaction.response.defer()
+        # After a deferred update the "original response" is the message the button is on; this
+        # works for ephemeral results and channel messages alike.
+        await interaction.delete_original_response()
+
+    async def cancel(self, interaction: discord.Interaction) -> None:
+        bot = _bot(interaction)
+        record = await _job(interaction, self.job_id)
+        if record.user_id != interaction.user.id and not is_admin(interaction):
+            raise UserError("Only the member who asked for this job, or an admin, can cancel it.")
+        task = bot.running_jobs.get(self.job_id)
+        if record.finished or task is None or task.done():
+            raise UserError(f"Job {self.job_id} is no longer running, so there is nothing to cancel.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        task.cancel()
+        # The job refunds itself as it stops; wait for that so the answer is true.
+        await asyncio.wait({task}, timeout=CANCEL_WAIT)
+        after = await _job(interaction, self.job_id)
+        if after.status == "cancelled":
+            text = f"✖️ Cancelled job `{self.job_id}`. Nobody was charged for it."
+        elif after.finished:
+            text = f"Job `{self.job_id}` had already finished ({after.status})."
+        else:
+            text = f"Job `{self.job_id}` is stopping; it will not be charged."
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 
 class EditAgainModal(discord.ui.Modal, title="Edit again"):
     prompt: discord.ui.TextInput[EditAgainModal] = discord.ui.TextInput(
-        label="What should change now?", style=discord.TextStyle.paragraph, max_length=2000
+        label="What should change now?",
+        style=discord.TextStyle.paragraph,
+        max_length=2000,
+        custom_id="prompt",
     )
 
     def __init__(self, model_id: str, attachment: discord.Attachment) -> None:
@@ -130,132 +185,30 @@ class EditAgainModal(discord.ui.Modal, title="Edit again"):
             bot,
             interaction,
             purpose="edit",
-            model=model.id if model.can_edit else None,
+            model=model.id if model.can_edit else None,  # a combine/create result: default editor
             prompt=str(self.prompt.value),
             params={},
             attachments=[self.attachment],
             source="edit-again",
         )
 
-
-class UseSeedButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:seed:{JOB}"):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Use seed",
-                emoji="🌱",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"kx:seed:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> UseSeedButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        try:
-            record = await _job(interaction, self.job_id)
-        except UserError as exc:
-            await tell_error(interaction, exc)
-            return
-        seed = record.params.get("seed")
-        if seed is None:
-            await tell_error(interaction, UserError("This model takes no seed."))
-            return
-        await interaction.response.send_message(
-            f"Seed **{seed}** — add `seed:{seed}` to /edit, /combine or /create with the same prompt "
-            "to get the same result, or change the prompt a little to vary it.",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
-
-
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:del:{JOB}"):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Delete", emoji="🗑️", style=discord.ButtonStyle.danger, custom_id=f"kx:del:{job_id}"
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> DeleteButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        try:
-            record = await _job(interaction, self.job_id)
-        except UserError as exc:
-            await tell_error(interaction, exc)
-            return
-        if record.user_id != interaction.user.id and not is_admin(interaction):
-            await tell_error(
-                interaction,
-                UserError("Only the member who asked for this image, or an admin, can delete it."),
-            )
-            return
-        await interaction.response.defer()
-        if interaction.message is not None:
-            await interaction.message.delete()
-
-
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=rf"kx:cancel:{JOB}"):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Cancel",
-                emoji="✖️",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"kx:cancel:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> CancelButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot = _bot(interaction)
-        try:
-            record = await _job(interaction, self.job_id)
-        except UserError as exc:
-            await tell_error(interaction, exc)
-            return
-        if record.user_id != interaction.user.id and not is_admin(interaction):
-            await tell_error(
-                interaction, UserError("Only the member who asked for this job, or an admin, can cancel it.")
-            )
-            return
-        task = bot.running_jobs.get(self.job_id)
-        if task is None or task.done():
-            await tell_error(interaction, UserError("This job is no longer running."))
-            return
-        task.cancel()
-        await interaction.response.send_message(
-            f"Cancelled job `{self.job_id}`. You were not charged.", ephemeral=True
-        )
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        log.error("edit-again modal failed (interaction %s)", interaction.id, exc_info=error)
+        await tell_error(interaction, UserError("Something went wrong on our side."))
 
 
 def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for item in (RerollButton, EditAgainButton, UseSeedButton, DeleteButton):
-        view.add_item(item(job_id))
+    for action in ("reroll", "again", "seed", "del"):
+        view.add_item(JobButton(action, job_id))
     return view
 
 
-def _purpose(image_count: int) -> str:
-    return "create" if image_count == 0 else "edit" if image_count == 1 else "combine"
+def cancel_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job_id))
+    return view
 
 
 async def setup(bot: KontextBot) -> None:
-    bot.add_dynamic_items(RerollButton, EditAgainButton, UseSeedButton, DeleteButton, CancelButton)
+    bot.add_dynamic_items(JobButton)

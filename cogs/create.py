@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.catalog import ASPECT_RATIOS, micros_to_usd
+from bot.catalog import ASPECT_RATIOS, SANDBOX, micros_to_usd
 from bot.errors import UserError
 from cogs.delivery import fits, role_ids, start_job, tell_error
 
@@ -44,23 +44,30 @@ async def model_choices(
         routes = [r for r in m.routes if r.provider in enabled]
         if not routes:
             continue
-        price = "free (sandbox)" if routes[0].provider == "sandbox" else micros_to_usd(routes[0].price_micros)
+        # The first enabled route is the one a job takes, so its price is the one to show.
+        first = routes[0]
+        price = f"{micros_to_usd(first.price_micros)}/image"
+        if first.provider == SANDBOX:
+            price = "free (sandbox)"
         label = f"{m.label} — {price}"
-        if m.id in left:
+        if m.id in left and first.provider != SANDBOX:
             label += f" · {left[m.id]} free left"
         choices.append(app_commands.Choice(name=label[:100], value=m.id))
     return choices[:25]
 
 
 class PromptModal(discord.ui.Modal, title="Edit with Kontext"):
-    prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
-        label="What should change?", style=discord.TextStyle.paragraph, max_length=2000
-    )
+    """The message menu's one question. One image is edited; two to four are combined."""
 
     def __init__(self, cog: CreateCog, attachments: list[discord.Attachment]) -> None:
         super().__init__(timeout=600)
         self.cog = cog
         self.attachments = attachments
+        label = "What should change?" if len(attachments) == 1 else "How should the images be combined?"
+        self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+            label=label, style=discord.TextStyle.paragraph, max_length=2000, custom_id="prompt"
+        )
+        self.add_item(self.prompt)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         purpose = "edit" if len(self.attachments) == 1 else "combine"
@@ -74,6 +81,11 @@ class PromptModal(discord.ui.Modal, title="Edit with Kontext"):
             params={},
             source="context-menu",
         )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        # discord.py would only log it; the member must hear back.
+        log.error("context-menu modal failed (interaction %s)", interaction.id, exc_info=error)
+        await tell_error(interaction, UserError("Something went wrong on our side."))
 
 
 class CreateCog(commands.Cog):

@@ -1441,8 +1441,9 @@ class FakeDiscord:
         data, files = request[BODY_KEY]
         data = data or {}
         orig = rec.original
-        if orig is not None and orig.loading and rec.callback_type == 5:
-            # Discord: the first follow-up after a thinking defer replaces the loading message.
+        if orig is not None and orig.loading and not orig.deleted and rec.callback_type == 5:
+            # Discord: the first follow-up after a thinking defer replaces the loading message
+            # (once that message is deleted, a follow-up is a new message).
             msg = orig
             self._apply_body(msg, data, files, edit=True)
         else:
