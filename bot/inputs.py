@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +29,8 @@ class InputStore:
         path = self._path(ref)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            # Unique per call: jobs with the same picture store it from several threads at once.
+            tmp = path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)  # atomic: a crash never leaves half a file under the real name
         return ref

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +32,7 @@ from storage import Database
 log = logging.getLogger(__name__)
 
 SEED_RANGE = 2**31  # seeds the bot picks itself; small enough to read and type back
+RESUME_GRACE = 15.0  # seconds a resumed job past its deadline still gets: a few polls
 
 
 class Stage(StrEnum):
@@ -320,13 +322,22 @@ class JobService:
     async def _recover_one(self, rec: storage.Job, deliver: Callable[..., Awaitable[None]] | None) -> None:
         outcome: JobResult | JobFailed
         try:
-            if not rec.task_id or not rec.provider or rec.provider not in self.runner.enabled():
+            if not rec.provider or rec.status == "queued":
                 raise UserError("The bot restarted before this job reached the provider.")
+            if not rec.task_id or rec.provider not in self.runner.enabled():
+                # A synchronous API (UModelverse) answers inside the request the restart cut off.
+                raise UserError(
+                    "The bot restarted while the provider was working on this job, and this "
+                    "provider cannot be asked for it again."
+                )
             route = self.catalog.get(rec.model).route(rec.provider)
             if route is None:
                 raise UserError("This model is no longer served by that provider.")
+            # The job keeps the deadline it was accepted with: a restart does not buy it another
+            # job_deadline. Past it, a short grace still collects a task that finished meanwhile.
+            left = (rec.deadline_at - datetime.now(UTC)).total_seconds()
             output = await self.runner.resume(
-                rec.provider, rec.task_id, deadline=time.monotonic() + self.limits.job_deadline
+                rec.provider, rec.task_id, deadline=time.monotonic() + max(left, RESUME_GRACE)
             )
             settlement = await self._settle(rec.id, output, route)
             outcome = JobResult(
