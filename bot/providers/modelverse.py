@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import ProviderSettings
 from bot.providers.base import (
     AuthError,
     BadResponse,
@@ -25,7 +24,7 @@ from bot.providers.base import (
     TaskFailed,
     Unavailable,
 )
-from bot.providers.parsing import error_parts, safe_text
+from bot.providers.parsing import BearerKeyAdapter, error_parts, safe_text
 
 NAME = "modelverse"
 # Canonical name -> the API's name. Which model accepts which is the catalog's business.
@@ -40,41 +39,9 @@ _PARAMS = {
 }
 
 
-class ModelverseAdapter:
+class ModelverseAdapter(BearerKeyAdapter):
     name = NAME
     label = "UModelverse"
-
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 120.0,
-        poll_interval: float = 3.0,
-    ) -> None:
-        self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
-        self.connect_timeout = connect_timeout
-        # The answer arrives only when the images exist: the read timeout must cover a generation.
-        self.read_timeout = read_timeout
-        self.poll_interval = poll_interval
-
-    @classmethod
-    def from_settings(cls, s: ProviderSettings) -> ModelverseAdapter:
-        return cls(
-            s.api_key,
-            s.base_url,
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            poll_interval=s.poll_interval,
-        )
-
-    def __repr__(self) -> str:
-        return f"ModelverseAdapter(base_url={self.base_url!r})"
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"}
 
     def build_submit(self, req: GenerationRequest) -> HttpCall:
         body: dict[str, Any] = {"model": req.provider_model, "prompt": req.prompt}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
+from bot.config import ProviderSettings
 from bot.providers.base import BadResponse, OutputRef
 
 MAX_TEXT = 200
@@ -100,3 +101,43 @@ def cost_text(value: Any) -> str | None:
     if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
         return value.strip()
     return None
+
+
+class BearerKeyAdapter:
+    """What every adapter here shares: a bearer key, a base URL, explicit timeouts, and a repr
+    that never shows the key. Subclasses set ``name`` and ``label`` and do the translating."""
+
+    name = ""
+    label = ""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        poll_interval: float = 3.0,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        # A synchronous API answers only when the images exist: the read timeout covers a generation.
+        self.read_timeout = read_timeout
+        self.poll_interval = poll_interval
+
+    @classmethod
+    def from_settings(cls, s: ProviderSettings) -> Self:
+        return cls(
+            s.api_key,
+            s.base_url,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            poll_interval=s.poll_interval,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import ProviderSettings
 from bot.providers.base import (
     AuthError,
     BadResponse,
@@ -28,6 +27,7 @@ from bot.providers.base import (
     Unavailable,
 )
 from bot.providers.parsing import (
+    BearerKeyAdapter,
     cost_text,
     error_parts,
     looks_like_moderation,
@@ -47,40 +47,9 @@ _PARAMS = {
 _IMAGE_FIELDS = ("input_image", "input_image_2", "input_image_3", "input_image_4")
 
 
-class VtrixAdapter:
+class VtrixAdapter(BearerKeyAdapter):
     name = NAME
     label = "Vtrix"
-
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
-        poll_interval: float = 3.0,
-    ) -> None:
-        self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.poll_interval = poll_interval
-
-    @classmethod
-    def from_settings(cls, s: ProviderSettings) -> VtrixAdapter:
-        return cls(
-            s.api_key,
-            s.base_url,
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            poll_interval=s.poll_interval,
-        )
-
-    def __repr__(self) -> str:
-        return f"VtrixAdapter(base_url={self.base_url!r})"
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"}
 
     def build_submit(self, req: GenerationRequest) -> HttpCall:
         if len(req.images) > len(_IMAGE_FIELDS):

@@ -28,6 +28,7 @@ from bot.providers.base import (
     Unavailable,
 )
 from bot.providers.parsing import (
+    BearerKeyAdapter,
     cost_text,
     error_parts,
     looks_like_moderation,
@@ -44,7 +45,7 @@ _LEADING_CODE = re.compile(r"^\s*\[?(\d{4})\b")
 _TERMINAL = ("completed", "failed")
 
 
-class WaveSpeedAdapter:
+class WaveSpeedAdapter(BearerKeyAdapter):
     name = NAME
     label = "WaveSpeedAI"
 
@@ -53,36 +54,22 @@ class WaveSpeedAdapter:
         api_key: str,
         base_url: str,
         *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 120.0,
-        poll_interval: float = 3.0,
         sync_mode: bool = False,
         base64_output: bool = False,
+        **timeouts: float,
     ) -> None:
-        self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.poll_interval = poll_interval
+        super().__init__(api_key, base_url, **timeouts)
         self.sync_mode = sync_mode
         self.base64_output = base64_output
 
     @classmethod
     def from_settings(cls, s: ProviderSettings) -> WaveSpeedAdapter:
-        return cls(
-            s.api_key,
-            s.base_url,
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
-            poll_interval=s.poll_interval,
-            sync_mode=s.sync_mode,
-        )
+        adapter = super().from_settings(s)
+        adapter.sync_mode = s.sync_mode
+        return adapter
 
     def __repr__(self) -> str:
         return f"WaveSpeedAdapter(base_url={self.base_url!r}, sync_mode={self.sync_mode})"
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"}
 
     def build_submit(self, req: GenerationRequest) -> HttpCall:
         model = req.provider_model.strip("/")
