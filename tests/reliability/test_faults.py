@@ -1,0 +1,350 @@
+"""Every provider fault through the real JobService: what the user is told, what is retried or failed
+over, and that the books balance with nothing charged for a job that fails.
+
+Each job is a member's (user + guild) edit with the paid FLUX.1 Kontext [max] (no free images, so the
+guild budget pays) unless a case says otherwise. Routes are tried in catalog order: UModelverse,
+WaveSpeedAI, Vtrix. ``max_retries`` is 1, so a retryable fault costs two calls per provider.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.catalog import Catalog
+from bot.jobs import JobFailed, JobRequest
+from tests.emulator import ProviderEmulator, make_png
+from tests.reliability.conftest import FREE_MODEL, GUILD, MEMBER, PAID_MODEL, books, open_stack
+
+IMAGE = make_png(256, 256)
+PRICES = {r.provider: r.price_micros for r in Catalog.default().get(PAID_MODEL).routes}
+ALL = ("modelverse", "wavespeed", "vtrix")
+
+
+def request(model: str = PAID_MODEL, provider: str | None = None) -> JobRequest:
+    return JobRequest(
+        model=model,
+        prompt="make the sky purple",
+        images=[IMAGE],
+        provider=provider,
+        user_id=MEMBER,
+        guild_id=GUILD,
+        source="slash",
+    )
+
+
+def submits(emu: ProviderEmulator) -> dict[str, int]:
+    """POSTs per provider: submits and resubmits (polls are GETs)."""
+    out = dict.fromkeys(ALL, 0)
+    for r in emu.requests:
+        if r.provider in out and r.method == "POST":
+            out[r.provider] += 1
+    return out
+
+
+def polls(emu: ProviderEmulator, provider: str) -> int:
+    return sum(1 for r in emu.requests if r.provider == provider and r.method == "GET")
+
+
+def downloads(emu: ProviderEmulator) -> int:
+    return sum(1 for r in emu.requests if r.provider == "files")
+
+
+@dataclass(frozen=True)
+class Failing:
+    """A fault that no route survives (or that must not be failed over)."""
+
+    id: str
+    faults: tuple[tuple[str, str, dict[str, Any]], ...]
+    told: str  # what JobFailed.user_message says (before "(job ...; you were not charged)")
+    calls: dict[str, int]  # submits per provider
+    status: str = "failed"
+    provider: str | None = None  # force one route
+    limits: dict[str, Any] = field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: int | None = None  # result downloads tried
+
+
+def everywhere(kind: str, **options: Any) -> tuple[tuple[str, str, dict[str, Any]], ...]:
+    return (("*", kind, {"times": -1, **options}),)
+
+
+TWICE = dict.fromkeys(ALL, 2)  # first call + one retry, on every route
+ONCE = dict.fromkeys(ALL, 1)  # a final error: no retry, straight to the next route
+SLOW_READ = {name: {"read_timeout": 0.2} for name in ALL}
+
+FAILING = [
+    Failing(
+        "429-retry-after",
+        everywhere("rate_limit", retry_after=0.1),
+        "Vtrix is rate limiting requests.",
+        TWICE,
+    ),
+    *(
+        Failing(f"http-{status}", everywhere("server_error", status=status), told, TWICE)
+        for status, told in (
+            (500, "Vtrix is unavailable (HTTP 500)."),
+            (502, "Vtrix is unavailable (HTTP 502)."),
+            (503, "Vtrix is unavailable (HTTP 503)."),
+            (504, "Vtrix timed out (HTTP 504)."),
+        )
+    ),
+    Failing("connection-reset", everywhere("connection_reset"), "The connection to Vtrix failed.", TWICE),
+    Failing(
+        "slower-than-read-timeout",
+        everywhere("hang", seconds=5),
+        "Vtrix did not answer in time.",
+        TWICE,
+        providers=SLOW_READ,
+    ),
+    Failing(
+        "malformed-json",
+        everywhere("malformed_json"),
+        "Vtrix sent an unreadable answer (malformed JSON).",
+        ONCE,
+    ),
+    Failing(
+        "wrong-content-type",
+        everywhere("wrong_content_type"),
+        "Vtrix sent an unreadable answer (text/html).",
+        ONCE,
+    ),
+    Failing(
+        # The deadline is the job's, not the route's: once it has passed, no failover.
+        "never-finishes",
+        everywhere("never_finish", seconds=30),
+        "UModelverse took longer than 1 s.",
+        {"modelverse": 1, "wavespeed": 0, "vtrix": 0},
+        limits={"job_deadline": 1.0},
+    ),
+    Failing(
+        "never-finishes-polled",
+        (("vtrix", "never_finish", {}),),
+        "Vtrix took longer than 1 s.",
+        {"modelverse": 0, "wavespeed": 0, "vtrix": 1},
+        provider="vtrix",
+        limits={"job_deadline": 1.0},
+    ),
+    Failing(
+        # UModelverse reports a failed generation as HTTP 500 (retried); the task APIs as a failed task.
+        "task-failed",
+        everywhere("task_failed"),
+        "The Vtrix task failed: Image generation failed: worker error",
+        {"modelverse": 2, "wavespeed": 1, "vtrix": 1},
+    ),
+    Failing(
+        "content-refused",
+        everywhere("content_refused"),
+        "UModelverse's safety check refused this prompt or image. Try different wording or another image.",
+        {"modelverse": 1, "wavespeed": 0, "vtrix": 0},
+        status="refused",
+    ),
+    Failing(
+        # A refusal after a failover still ends the job: another provider's filter is no way around it.
+        "content-refused-task",
+        (("modelverse", "bad_key", {}), ("wavespeed", "content_refused", {})),
+        "WaveSpeedAI's moderation refused this prompt or image. Try different wording or another image.",
+        {"modelverse": 1, "wavespeed": 1, "vtrix": 0},
+        status="refused",
+    ),
+    Failing(
+        "out-of-balance",
+        everywhere("out_of_balance"),
+        "The Vtrix account has no balance or no permission (HTTP 403).",
+        ONCE,
+    ),
+    Failing("bad-key", everywhere("bad_key"), "Vtrix rejected the API key.", ONCE),
+    Failing(
+        "output-link-404",
+        everywhere("expired_output"),
+        "The result link from vtrix has expired (HTTP 404).",
+        ONCE,
+        files=3,
+    ),
+    Failing(
+        "output-link-410",
+        everywhere("expired_output", status=410),
+        "The result link from vtrix has expired (HTTP 410).",
+        ONCE,
+        files=3,
+    ),
+    Failing(
+        "output-not-an-image",
+        everywhere("not_image"),
+        "The provider returned something that is not an image.",
+        ONCE,
+        files=3,
+    ),
+    Failing(
+        "output-60mb",
+        everywhere("huge_output", size_mb=60),
+        "The result from vtrix is too large (over 50 MB).",
+        ONCE,
+        files=3,
+    ),
+    Failing(
+        "output-60mb-chunked",
+        (("modelverse", "huge_output", {"size_mb": 60, "declare_length": False}),),
+        "The result from modelverse is too large (over 50 MB).",
+        {"modelverse": 1, "wavespeed": 0, "vtrix": 0},
+        provider="modelverse",
+        files=1,
+    ),
+    Failing(
+        "invalid-base64",
+        (("modelverse", "invalid_base64", {}),),
+        "modelverse returned a result that is not valid base64.",
+        {"modelverse": 1, "wavespeed": 0, "vtrix": 0},
+        provider="modelverse",
+        files=0,
+    ),
+]
+
+
+@pytest.mark.usefixtures("fast_backoff")
+@pytest.mark.parametrize("case", FAILING, ids=lambda c: c.id)
+async def test_a_failed_job_says_why_and_costs_nothing(
+    case: Failing, emulator: ProviderEmulator, tmp_path: Path
+) -> None:
+    for provider, kind, options in case.faults:
+        emulator.fault(provider, kind, **options)
+    async with open_stack(emulator, tmp_path, limits=case.limits, providers=case.providers) as svc:
+        with pytest.raises(JobFailed) as info:
+            await svc.jobs.run(request(provider=case.provider))
+        err = info.value
+        assert err.user_message == f"{case.told} (job {err.job_id}; you were not charged)"
+        assert submits(emulator) == case.calls
+        if case.files is not None:
+            assert downloads(emulator) == case.files
+        job = await svc.jobs.get(err.job_id)
+        assert job is not None and job.status == case.status and job.reservation == "refunded"
+        b = await books(svc)
+        assert b.problems == []
+        assert (b.guild_spent, b.member_spent, b.usage_cost, b.succeeded, b.failed) == (0, 0, 0, 0, 1)
+
+
+async def test_polling_keeps_going_to_the_deadline(emulator: ProviderEmulator, tmp_path: Path) -> None:
+    emulator.fault("vtrix", "never_finish")
+    async with open_stack(emulator, tmp_path, limits={"job_deadline": 1.0}) as svc:
+        started = time.monotonic()
+        with pytest.raises(JobFailed):
+            await svc.jobs.run(request(provider="vtrix"))
+        elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 2.0
+    assert polls(emulator, "vtrix") >= 5  # 0.05 s growing by 1.5x: the task was asked, not abandoned
+
+
+async def test_without_retry_after_the_backoff_is_jittered_and_real(
+    emulator: ProviderEmulator, tmp_path: Path
+) -> None:
+    emulator.fault("modelverse", "rate_limit", times=-1)
+    async with open_stack(emulator, tmp_path) as svc:
+        with pytest.raises(JobFailed) as info:
+            await svc.jobs.run(request(provider="modelverse"))
+        assert info.value.user_message.startswith("UModelverse is rate limiting requests. (job ")
+        assert (await books(svc)).problems == []
+    first, second = (r.at for r in emulator.requests if r.provider == "modelverse")
+    assert 0.37 <= second - first < 0.7  # INITIAL_BACKOFF 0.5 s less up to 25% jitter
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A fault the job gets past: retried on the same route or failed over to the next."""
+
+    id: str
+    faults: tuple[tuple[str, str, dict[str, Any]], ...]
+    served_by: str
+    calls: dict[str, int]
+    provider: str | None = None
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    min_gap: float = 0.0  # seconds between the first two calls to the faulted route
+
+
+def once(provider: str, kind: str, **options: Any) -> tuple[tuple[str, str, dict[str, Any]], ...]:
+    return ((provider, kind, options),)
+
+
+MV_AGAIN = {"modelverse": 2, "wavespeed": 0, "vtrix": 0}
+TO_WAVESPEED = {"modelverse": 1, "wavespeed": 1, "vtrix": 0}
+RECOVERED = [
+    Recovered(
+        "429-retry-after-honoured",
+        once("modelverse", "rate_limit", retry_after=0.3),
+        "modelverse",
+        MV_AGAIN,
+        min_gap=0.3,
+    ),
+    Recovered("503-retried", once("modelverse", "server_error", status=503), "modelverse", MV_AGAIN),
+    Recovered("reset-retried", once("modelverse", "connection_reset"), "modelverse", MV_AGAIN),
+    Recovered(
+        "slow-retried", once("modelverse", "hang", seconds=5), "modelverse", MV_AGAIN, providers=SLOW_READ
+    ),
+    Recovered("bad-key-failover", once("modelverse", "bad_key"), "wavespeed", TO_WAVESPEED),
+    Recovered("out-of-balance-failover", once("modelverse", "out_of_balance"), "wavespeed", TO_WAVESPEED),
+    Recovered("malformed-json-failover", once("modelverse", "malformed_json"), "wavespeed", TO_WAVESPEED),
+    Recovered("expired-output-failover", once("modelverse", "expired_output"), "wavespeed", TO_WAVESPEED),
+    Recovered("invalid-base64-failover", once("modelverse", "invalid_base64"), "wavespeed", TO_WAVESPEED),
+    Recovered(
+        "task-failed-failover",
+        (("modelverse", "bad_key", {}), ("wavespeed", "task_failed", {})),
+        "vtrix",
+        {"modelverse": 1, "wavespeed": 1, "vtrix": 1},
+    ),
+    Recovered(
+        # A poll that fails is the road, not the task: poll the same task again, never resubmit.
+        "poll-503-same-task",
+        once("vtrix", "server_error", status=503, on="poll"),
+        "vtrix",
+        {"modelverse": 0, "wavespeed": 0, "vtrix": 1},
+        provider="vtrix",
+    ),
+]
+
+
+@pytest.mark.usefixtures("fast_backoff")
+@pytest.mark.parametrize("case", RECOVERED, ids=lambda c: c.id)
+async def test_a_recovered_job_is_charged_once_at_the_route_that_served_it(
+    case: Recovered, emulator: ProviderEmulator, tmp_path: Path
+) -> None:
+    for provider, kind, options in case.faults:
+        emulator.fault(provider, kind, **options)
+    async with open_stack(emulator, tmp_path, providers=case.providers) as svc:
+        result = await svc.jobs.run(request(provider=case.provider))
+        assert result.provider == case.served_by and len(result.images) == 1
+        assert submits(emulator) == case.calls
+        assert result.charged_to == "guild" and result.charged_micros == PRICES[case.served_by]
+        b = await books(svc)
+        assert b.problems == []
+        assert (b.guild_spent, b.usage_cost, b.succeeded, b.failed) == (
+            PRICES[case.served_by],
+            PRICES[case.served_by],
+            1,
+            0,
+        )
+    if case.min_gap:
+        first, second = [r.at for r in emulator.requests if r.provider == case.served_by][:2]
+        assert second - first >= case.min_gap
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("content_refused", "refused"), ("bad_key", "failed")], ids=["refused", "failed"]
+)
+async def test_free_images_come_back_after_a_failure(
+    kind: str, status: str, emulator: ProviderEmulator, tmp_path: Path
+) -> None:
+    emulator.fault("*", kind, times=-1)
+    async with open_stack(emulator, tmp_path, budget=None) as svc:
+        with pytest.raises(JobFailed) as info:
+            await svc.jobs.run(request(model=FREE_MODEL))
+        assert info.value.user_message.endswith("; you were not charged)")
+        job = await svc.jobs.get(info.value.job_id)
+        assert job.status == status and job.charged_to == "free"
+        b = await books(svc)
+        assert b.problems == [] and b.free_used == {}
+        quota = await svc.accounts.quota(MEMBER, GUILD)
+        pro = next(f for f in quota.status.free if f.model == FREE_MODEL)
+        assert pro.remaining == pro.limit == 5
