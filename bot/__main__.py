@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -178,18 +179,20 @@ async def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         for name in ("aspect_ratio", "seed", "steps", "guidance", "negative_prompt", "strength", "size", "n")
     }
     async with open_services(settings) as svc:
-        inputs = [await images.load_source(src, svc.http, settings.limits) for src in args.image]
         request = JobRequest(
             model=args.model,
             prompt=args.prompt,
-            images=inputs,
             params=params,
             provider=args.provider,
             user_id=args.user,
             guild_id=args.guild,
             source="cli",
         )
-        result = await svc.jobs.run(request)
+        svc.jobs.check(request, image_count=len(args.image))  # refuse before reading or downloading
+        inputs = await asyncio.gather(
+            *(images.load_source(src, svc.http, settings.limits) for src in args.image)
+        )
+        result = await svc.jobs.run(replace(request, images=list(inputs)))
     paths = await asyncio.to_thread(_write_images, Path(args.out), result)
     if args.json:
         print(
@@ -342,12 +345,6 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _login_failure() -> type[Exception]:
-    from discord import LoginFailure
-
-    return LoginFailure
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -371,12 +368,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kontext-bot: {exc.user_message}", file=sys.stderr)
         return EXIT_USAGE
-    except _login_failure():
-        print("kontext-bot: Discord refused DISCORD_TOKEN (login failed); check the token.", file=sys.stderr)
-        return EXIT_USAGE
     except UserError as exc:
         print(f"kontext-bot: {exc.user_message}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as exc:
+        if type(exc).__name__ == "LoginFailure":  # discord.LoginFailure, without importing discord here
+            print(
+                "kontext-bot: Discord refused DISCORD_TOKEN (login failed); check the token.", file=sys.stderr
+            )
+            return EXIT_USAGE
+        raise
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")

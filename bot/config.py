@@ -155,8 +155,9 @@ def _read_toml(path: str) -> dict[str, Any]:
 def _check_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> None:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
+        shown = value if "@" not in value else "a value with credentials in it"  # never echo a secret
         raise ConfigError(
-            f"{name} must be a {'/'.join(schemes)} URL like {schemes[-1]}://host (got {value!r})."
+            f"{name} must be a {'/'.join(schemes)} URL like {schemes[-1]}://host (got {shown!r})."
         )
 
 

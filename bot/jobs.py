@@ -190,7 +190,7 @@ class JobService:
 
         try:
             async with self.dispatcher.slot(req.user_id, on_position):
-                output, route = await self._dispatch(job_id, job, params, inputs, routes, emit)
+                output, route = await self._dispatch(job_id, job, params, inputs, routes, emit, started)
         except UserError as exc:
             status = "refused" if _is_refusal(exc) else "failed"
             await storage.fail_job(self.db, job_id, status=status, error=_error_text(exc))
@@ -253,8 +253,10 @@ class JobService:
         inputs: tuple[str, ...],
         routes: list[Route],
         emit: Callable[..., Awaitable[None]],
+        started: float,
     ) -> tuple[ProviderOutput, Route]:
-        deadline = time.monotonic() + self.limits.job_deadline
+        # The same deadline the job was recorded with at acceptance: time in the queue counts too.
+        deadline = started + self.limits.job_deadline
         last: ProviderError | None = None
         for i, route in enumerate(routes):
             if i:

@@ -14,6 +14,18 @@ from typing import Any, Protocol
 
 from bot.errors import UserError
 
+PROVIDER_LABELS = {
+    "modelverse": "UModelverse",
+    "vtrix": "Vtrix",
+    "wavespeed": "WaveSpeedAI",
+    "sandbox": "the sandbox",
+}
+
+
+def label_of(provider: str) -> str:
+    """The provider's name as people write it, for messages."""
+    return PROVIDER_LABELS.get(provider, provider)
+
 
 @dataclass(frozen=True)
 class GenerationRequest:

@@ -40,6 +40,7 @@ from bot.providers.base import (
     ProviderTimeout,
     RateLimited,
     Unavailable,
+    label_of,
 )
 from bot.providers.parsing import scrub
 
@@ -149,7 +150,7 @@ class ProviderClient:
     ) -> tuple[OutputImage, ...]:
         """Fetch (or decode) every output at once and check each is a real image."""
         if not refs:
-            raise BadResponse(f"{provider} finished without any image.", provider=provider)
+            raise BadResponse(f"{label_of(provider)} finished without any image.", provider=provider)
         tasks = [asyncio.create_task(self._fetch_image(ref, provider, deadline)) for ref in refs]
         try:
             return tuple(await asyncio.gather(*tasks))
@@ -394,13 +395,15 @@ class ProviderClient:
         if ref.b64:
             return await asyncio.to_thread(_decode_and_identify, ref, provider, cap, max_pixels)
         if not ref.url:
-            raise BadResponse(f"{provider} returned an empty result.", provider=provider)
+            raise BadResponse(f"{label_of(provider)} returned an empty result.", provider=provider)
         data = await self._fetch_url(ref.url, provider, deadline)
         return await asyncio.to_thread(_identify, data, ref.nsfw, provider, max_pixels)
 
     async def _fetch_url(self, url: str, provider: str, deadline: float | None) -> bytes:
         if urlsplit(url).scheme not in ("http", "https"):
-            raise BadResponse(f"{provider} returned a result link the bot cannot fetch.", provider=provider)
+            raise BadResponse(
+                f"{label_of(provider)} returned a result link the bot cannot fetch.", provider=provider
+            )
         attempt = 0
         while True:
             try:
@@ -425,26 +428,28 @@ class ProviderClient:
                 status = resp.status_code
                 if status in (403, 404, 410):
                     raise OutputExpired(
-                        f"The result link from {provider} has expired (HTTP {status}).",
+                        f"The result link from {label_of(provider)} has expired (HTTP {status}).",
                         provider=provider,
                         status=status,
                     )
                 if status == 429:
                     raise RateLimited(
-                        f"{provider} is rate limiting result downloads.",
+                        f"{label_of(provider)} is rate limiting result downloads.",
                         provider=provider,
                         status=status,
                         retry_after=_retry_after(resp.headers.get("retry-after")),
                     )
                 if status >= 500:
                     raise Unavailable(
-                        f"{provider} could not serve the result (HTTP {status}).",
+                        f"{label_of(provider)} could not serve the result (HTTP {status}).",
                         provider=provider,
                         status=status,
                     )
                 if not 200 <= status < 300:
                     raise BadResponse(
-                        f"{provider} answered HTTP {status} for the result.", provider=provider, status=status
+                        f"{label_of(provider)} answered HTTP {status} for the result.",
+                        provider=provider,
+                        status=status,
                     )
                 data = await _read_capped(resp, cap)
         except _TooLarge:
@@ -554,7 +559,8 @@ def _with_task_id(state: Finished, task_id: str) -> Finished:
 
 def _too_large(provider: str, cap: int) -> BadResponse:
     return BadResponse(
-        f"The result from {provider} is too large (over {cap // (1024 * 1024)} MB).", provider=provider
+        f"The result from {label_of(provider)} is too large (over {cap // (1024 * 1024)} MB).",
+        provider=provider,
     )
 
 
@@ -564,7 +570,9 @@ def _decode_and_identify(ref: OutputRef, provider: str, cap: int, max_pixels: in
     if text.startswith("data:"):
         header, _, text = text.partition(",")
         if ";base64" not in header:
-            raise BadResponse(f"{provider} returned a result that is not base64.", provider=provider)
+            raise BadResponse(
+                f"{label_of(provider)} returned a result that is not base64.", provider=provider
+            )
     text = "".join(text.split())
     if len(text) * 3 // 4 > cap:
         raise _too_large(provider, cap)
@@ -574,10 +582,10 @@ def _decode_and_identify(ref: OutputRef, provider: str, cap: int, max_pixels: in
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise BadResponse(
-            f"{provider} returned a result that is not valid base64.", provider=provider
+            f"{label_of(provider)} returned a result that is not valid base64.", provider=provider
         ) from None
     if not data:
-        raise BadResponse(f"{provider} returned an empty result.", provider=provider)
+        raise BadResponse(f"{label_of(provider)} returned an empty result.", provider=provider)
     return _identify(data, ref.nsfw, provider, max_pixels)
 
 

@@ -161,14 +161,14 @@ FAILING = [
     Failing(
         "output-link-404",
         everywhere("expired_output"),
-        "The result link from vtrix has expired (HTTP 404).",
+        "The result link from Vtrix has expired (HTTP 404).",
         ONCE,
         files=3,
     ),
     Failing(
         "output-link-410",
         everywhere("expired_output", status=410),
-        "The result link from vtrix has expired (HTTP 410).",
+        "The result link from Vtrix has expired (HTTP 410).",
         ONCE,
         files=3,
     ),
@@ -182,14 +182,14 @@ FAILING = [
     Failing(
         "output-60mb",
         everywhere("huge_output", size_mb=60),
-        "The result from vtrix is too large (over 50 MB).",
+        "The result from Vtrix is too large (over 50 MB).",
         ONCE,
         files=3,
     ),
     Failing(
         "output-60mb-chunked",
         (("modelverse", "huge_output", {"size_mb": 60, "declare_length": False}),),
-        "The result from modelverse is too large (over 50 MB).",
+        "The result from UModelverse is too large (over 50 MB).",
         {"modelverse": 1, "wavespeed": 0, "vtrix": 0},
         provider="modelverse",
         files=1,
@@ -197,7 +197,7 @@ FAILING = [
     Failing(
         "invalid-base64",
         (("modelverse", "invalid_base64", {}),),
-        "modelverse returned a result that is not valid base64.",
+        "UModelverse returned a result that is not valid base64.",
         {"modelverse": 1, "wavespeed": 0, "vtrix": 0},
         provider="modelverse",
         files=0,
