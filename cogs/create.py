@@ -18,6 +18,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# /edit and /combine take the same tuning options; each model accepts the subset the seeds give it.
+TUNING_HELP = {
+    "aspect_ratio": "Width:height of the result, where the model supports it",
+    "seed": "Same seed + same prompt = same result (-1 = random)",
+    "steps": "Inference steps, 1-50, where supported",
+    "guidance": "How closely to follow the prompt",
+    "negative_prompt": "What should not appear, where supported",
+    "count": "How many images, 1-4, where supported",
+}
 ASPECT_CHOICES = [app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
@@ -102,12 +111,7 @@ class CreateCog(commands.Cog):
         image="The image to edit",
         prompt="What should change, e.g. 'make it a pencil sketch'",
         model="Model (default: FLUX.1 Kontext pro)",
-        aspect_ratio="Width:height of the result, where the model supports it",
-        seed="Same seed + same prompt = same result (-1 = random)",
-        steps="Inference steps, 1-50, where supported",
-        guidance="How closely to follow the prompt",
-        negative_prompt="What should not appear, where supported",
-        count="How many images, 1-4, where supported",
+        **TUNING_HELP,
     )
     @app_commands.choices(aspect_ratio=ASPECT_CHOICES)
     async def edit(
@@ -155,12 +159,7 @@ class CreateCog(commands.Cog):
         image4="Fourth image",
         prompt="How to combine them, e.g. 'put the cat from image 1 on the sofa of image 2'",
         model="Model (default: FLUX.1 Kontext pro multi-image)",
-        aspect_ratio="Width:height of the result, where the model supports it",
-        seed="Same seed + same prompt = same result (-1 = random)",
-        steps="Inference steps, 1-50, where supported",
-        guidance="How closely to follow the prompt",
-        negative_prompt="What should not appear, where supported",
-        count="How many images, 1-4, where supported",
+        **TUNING_HELP,
     )
     @app_commands.choices(aspect_ratio=ASPECT_CHOICES)
     async def combine(
