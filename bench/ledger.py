@@ -1,0 +1,316 @@
+"""Benchmark 4: ledger throughput. Reserve + settle pairs per second (storage.accept_job +
+storage.complete_job) on a file database in WAL mode, in one process; and 500 contenders at once
+for a free quota of 100, which must grant exactly 100.
+
+Figures: pairs/s awaited one after another (the latency-bound case) and with 32 pairs in flight
+(how the bot runs: many jobs at once, one writer thread). Baseline, same run, same file: the very
+same storage transactions (storage.jobs._accept / _complete inside storage.db._in_transaction, i.e.
+BEGIN IMMEDIATE ... COMMIT) called directly on a plain sqlite3 connection, with no aiosqlite thread
+hop and no event loop: the ceiling the SQL itself allows. figure / baseline is what the async
+plumbing keeps of it. Also printed: where a direct pair's time goes (COMMIT, other SQL, Python),
+and an experiment row (not judged): the same SQL with 32 operations per COMMIT, each in a
+SAVEPOINT -- the ceiling a group-committing writer would reach.
+
+Jobs are user jobs within a large free quota (the free-quota path: policy read, balance read, job
+insert, ledger insert + balances trigger; settle: job read, ledger read, ledger insert, job update).
+
+    python -m bench.ledger [--pairs 2000] [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Result, finite, median, print_results
+
+GUILD = 100
+MODEL = "bench-model"
+PRICE = 40_000
+IN_FLIGHT = 32
+
+
+def _job(i: int, free_quota: int = 10**9, user: int | None = None) -> Any:
+    import storage
+
+    return storage.NewJob(
+        model=MODEL,
+        prompt=f"a red fox #{i}",
+        images=1,
+        price_micros=PRICE,
+        free_quota=free_quota,
+        user_id=user if user is not None else i % 97 + 1,
+        guild_id=GUILD,
+        channel_id=7,
+        params={"seed": i, "aspect_ratio": "1:1"},
+        meta={"input_refs": [], "source": "bench"},
+        kind="text-to-image",
+    )
+
+
+async def _open(path: Path) -> Any:
+    from storage import open_database
+
+    return await open_database(path)
+
+
+async def pairs_per_second(path: Path, pairs: int, in_flight: int = 1) -> float:
+    """accept_job + complete_job pairs per second, ``in_flight`` pairs at a time."""
+    import storage
+
+    db = await _open(path)
+    try:
+        for i in range(20):  # warm the caches and the connection threads
+            r = await storage.accept_job(db, _job(i))
+            await storage.complete_job(db, r.job_id, 1)
+
+        async def lane(start: int) -> None:
+            for i in range(start, pairs, in_flight):
+                r = await storage.accept_job(db, _job(i))
+                await storage.complete_job(db, r.job_id, 1)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(lane(k) for k in range(in_flight)))
+        return pairs / (time.perf_counter() - t0)
+    finally:
+        await db.close()
+
+
+async def _migrate(path: Path) -> None:
+    db = await _open(path)
+    await db.close()
+
+
+def _sync_connection(path: Path) -> sqlite3.Connection:
+    from storage.db import _configure
+
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    _configure(conn)
+    return conn
+
+
+def sync_pairs_per_second(path: Path, pairs: int) -> float:
+    """Baseline: the same two transactions, called straight on a sqlite3 connection."""
+    from storage.db import _in_transaction
+    from storage.jobs import _accept, _complete, new_job_id
+    from storage.periods import utc
+
+    asyncio.run(_migrate(path))
+    conn = _sync_connection(path)
+    try:
+
+        def pair(i: int) -> None:
+            job_id = new_job_id()
+            _in_transaction(conn, "BEGIN IMMEDIATE", _accept, (_job(i), job_id, utc(None)), {})
+            _in_transaction(conn, "BEGIN IMMEDIATE", _complete, (job_id, 1, None, [], utc(None)), {})
+
+        for i in range(20):
+            pair(i)
+        t0 = time.perf_counter()
+        for i in range(pairs):
+            pair(i)
+        return pairs / (time.perf_counter() - t0)
+    finally:
+        conn.close()
+
+
+def grouped_pairs_per_second(path: Path, pairs: int, group: int = IN_FLIGHT) -> float:
+    """Experiment (a ceiling, not the product): the same transactions, ``group`` of them per
+    BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT so one failing operation would roll back
+    alone -- what a group-committing writer thread would do with the operations queued on it."""
+    from storage.jobs import _accept, _complete, new_job_id
+    from storage.periods import utc
+
+    asyncio.run(_migrate(path))
+    conn = _sync_connection(path)
+
+    def batch(ops: list[tuple[Any, tuple[Any, ...]]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for fn, args in ops:
+            conn.execute("SAVEPOINT op")
+            fn(conn, *args)
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, pairs, group):
+            ids = [(i, new_job_id()) for i in range(start, min(pairs, start + group))]
+            batch([(_accept, (_job(i), job_id, utc(None))) for i, job_id in ids])
+            batch([(_complete, (job_id, 1, None, [], utc(None))) for _, job_id in ids])
+        return pairs / (time.perf_counter() - t0)
+    finally:
+        conn.close()
+
+
+class _TimedConnection:
+    """Wraps a sqlite3 connection for ``sql_breakdown``: times each execute by its first words."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.seconds: dict[str, float] = {}
+        self.count = 0
+
+    def _timed(self, method: Any, sql: str, args: tuple[Any, ...]) -> Any:
+        key = "COMMIT" if sql.startswith("COMMIT") else "BEGIN" if sql.startswith("BEGIN") else "other SQL"
+        t0 = time.perf_counter()
+        try:
+            return method(sql, *args)
+        finally:
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
+            self.count += 1
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        return self._timed(self._conn.execute, sql, args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        return self._timed(self._conn.executemany, sql, args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def sql_breakdown(path: Path, pairs: int = 500) -> dict[str, float]:
+    """Where one pair's time goes when run directly: microseconds per pair in COMMIT, BEGIN, the
+    other statements, and Python (decide, row -> dataclass, JSON, time formatting); statements/pair."""
+    from storage.db import _in_transaction
+    from storage.jobs import _accept, _complete, new_job_id
+    from storage.periods import utc
+
+    asyncio.run(_migrate(path))
+    raw = _sync_connection(path)
+    conn = _TimedConnection(raw)
+    try:
+        t0 = time.perf_counter()
+        for i in range(pairs):
+            job_id = new_job_id()
+            _in_transaction(conn, "BEGIN IMMEDIATE", _accept, (_job(i), job_id, utc(None)), {})  # type: ignore[arg-type]
+            _in_transaction(conn, "BEGIN IMMEDIATE", _complete, (job_id, 1, None, [], utc(None)), {})  # type: ignore[arg-type]
+        total = time.perf_counter() - t0
+    finally:
+        raw.close()
+    out = {k: v / pairs * 1e6 for k, v in conn.seconds.items()}
+    out["python"] = total / pairs * 1e6 - sum(out.values())
+    out["total"] = total / pairs * 1e6
+    out["statements"] = conn.count / pairs
+    return out
+
+
+async def contention(path: Path, contenders: int = 500, quota: int = 100) -> dict[str, Any]:
+    """``contenders`` reservations at once by one member for a free quota of ``quota`` (and no
+    budget), spread over two connections to the file, so SQLite's own lock is contended too."""
+    import storage
+    from bot.errors import QuotaExceeded
+
+    db, other = await _open(path), await _open(path)
+    try:
+        await storage.set_free_quota(db, GUILD, MODEL, quota)
+
+        async def one(i: int) -> bool:
+            try:
+                await storage.accept_job(db if i % 2 else other, _job(i, free_quota=5, user=4242))
+                return True
+            except QuotaExceeded:
+                return False
+
+        t0 = time.perf_counter()
+        granted = sum(await asyncio.gather(*(one(i) for i in range(contenders))))
+        seconds = time.perf_counter() - t0
+        problems = await storage.check(db)
+        return {"granted": granted, "seconds": seconds, "consistent": not problems}
+    finally:
+        await other.close()
+        await db.close()
+
+
+def measure(pairs: int = 2000, reps: int = 5, contenders: int = 500, quota: int = 100) -> dict[str, Any]:
+    seq, conc, base, grouped = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="kontext-bench-ledger-") as tmp:
+        for rep in range(reps):
+            # A fresh file per repetition and per mode: every figure starts from the same table sizes.
+            seq.append(asyncio.run(pairs_per_second(Path(tmp) / f"seq{rep}.db", pairs)))
+            conc.append(asyncio.run(pairs_per_second(Path(tmp) / f"conc{rep}.db", pairs, IN_FLIGHT)))
+            base.append(sync_pairs_per_second(Path(tmp) / f"sync{rep}.db", pairs))
+            grouped.append(grouped_pairs_per_second(Path(tmp) / f"group{rep}.db", pairs))
+        breakdown = sql_breakdown(Path(tmp) / "breakdown.db")
+        fight = asyncio.run(contention(Path(tmp) / "contention.db", contenders, quota))
+    return {
+        "sequential": median(seq),
+        "in_flight": median(conc),
+        "sync": median(base),
+        "grouped": median(grouped),
+        "breakdown": breakdown,
+        "contention": fight,
+        "quota": quota,
+        "contenders": contenders,
+    }
+
+
+def results(m: dict[str, Any]) -> list[Result]:
+    c, b = m["contention"], m["breakdown"]
+    return [
+        Result(
+            "ledger pairs/s, one at a time",
+            m["sequential"],
+            "/s",
+            m["sync"],
+            "same SQL, direct sqlite3",
+            ">= 2,000 /s",
+            m["sequential"] >= 2000,
+            f"{1e6 / m['sequential']:.0f} us per pair awaited vs {1e6 / m['sync']:.0f} us direct; "
+            f"direct pair split: COMMIT {b['COMMIT']:.0f} us, BEGIN {b.get('BEGIN', 0):.0f} us, other SQL "
+            f"{b['other SQL']:.0f} us, Python {b['python']:.0f} us ({b['statements']:.0f} statements/pair)",
+        ),
+        Result(
+            f"ledger pairs/s, {IN_FLIGHT} in flight",
+            m["in_flight"],
+            "/s",
+            m["sync"],
+            "same SQL, direct sqlite3",
+            ">= 2,000 /s",
+            m["in_flight"] >= 2000,
+        ),
+        Result(
+            f"ledger pairs/s, direct SQL, {IN_FLIGHT} per COMMIT (experiment: group commit)",
+            m["grouped"],
+            "/s",
+            m["sync"],
+            "same SQL, direct sqlite3",
+            ">= 2,000 /s",
+            None,
+        ),
+        Result(
+            f"ledger grants, {m['contenders']} contenders for quota {m['quota']}",
+            c["granted"],
+            "",
+            m["quota"],
+            "quota",
+            f"exactly {m['quota']}",
+            c["granted"] == m["quota"] and c["consistent"],
+            f"{c['seconds']:.2f} s for all {m['contenders']}; db check "
+            f"{'clean' if c['consistent'] else 'FOUND PROBLEMS'}",
+        ),
+    ]
+
+
+def run(pairs: int = 2000, reps: int = 5) -> list[Result]:
+    m = measure(pairs, reps)
+    assert finite(m["sequential"], m["in_flight"], m["sync"])
+    return results(m)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ledger", description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args(argv)
+    print_results(run(args.pairs, args.reps))
+
+
+if __name__ == "__main__":
+    main()
