@@ -55,6 +55,7 @@ class Limits:
     job_deadline: float = 600.0  # a task not finished by then is failed and refunded
     max_retries: int = 3
     user_jobs_in_flight: int = 3
+    max_running: int = 256  # jobs past the queue at once, all providers together
     max_queue: int = 500
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from bot.accounts import AccountService
 from bot.config import Settings
@@ -46,8 +47,11 @@ class Services:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     if settings.sandbox_only:
         log.info("No provider API key is set: every model is served by the free local sandbox.")
+    # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
+    # request, which at hundreds of jobs in flight costs more CPU than the jobs themselves.
+    transport = AiohttpTransport(limits=HTTP_LIMITS)
     async with httpx.AsyncClient(
-        timeout=httpx.Timeout(30.0, connect=10.0), limits=HTTP_LIMITS, follow_redirects=False
+        transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
     ) as http:
         db = await open_database(settings.db_path)
         try:
@@ -56,8 +60,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             runner = ProviderRunner(
                 client, adapters, {name: p.max_concurrency for name, p in settings.providers.items()}
             )
+            limits = settings.limits
             dispatcher = Dispatcher(
-                per_user=settings.limits.user_jobs_in_flight, max_queue=settings.limits.max_queue
+                max_running=limits.max_running,
+                per_user=limits.user_jobs_in_flight,
+                max_queue=limits.max_queue,
             )
             jobs = JobService(
                 catalog=settings.catalog,

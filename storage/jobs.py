@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -166,7 +167,8 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 def new_job_id() -> str:
     """12 characters: milliseconds since the epoch in base 36, then 4 random ones. Ids that grow
-    with time keep inserts at the end of the indexes; random ids would scatter page writes."""
+    with time keep inserts at the end of the indexes; random ids would scatter page writes.
+    Bursts can share a millisecond, so ``accept_job`` draws again on the rare collision."""
     ms, text = time.time_ns() // 1_000_000, ""
     while ms:
         ms, digit = divmod(ms, 36)
@@ -230,8 +232,15 @@ async def accept_job(db: Database, job: NewJob, *, now: datetime | None = None) 
         raise ValueError("a job makes at least one image")
     if job.price_micros < 0 or job.free_quota < 0:
         raise ValueError("price and free quota cannot be negative")
-    job_id = job.job_id or new_job_id()
-    decision = await db.write(_accept, job, job_id, utc(now))
+    for attempt in range(5):
+        job_id = job.job_id or new_job_id()
+        try:
+            decision = await db.write(_accept, job, job_id, utc(now))
+            break
+        except sqlite3.IntegrityError:
+            # Two jobs drew the same id in the same millisecond (the transaction rolled back whole).
+            if job.job_id or attempt == 4:
+                raise
     if isinstance(decision, ledger.Refusal):
         log.info("job %s refused: %s", job_id, decision.message)
         raise QuotaRefused(

@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 
 from bot.config import Limits
@@ -326,8 +327,14 @@ class ProviderClient:
         # httpx's own text can include the URL; only the exception type is used.
         kind = type(exc).__name__
         log.warning("%s: %s", provider, kind)
-        if isinstance(exc, httpx.TimeoutException):
+        # httpx-aiohttp reports every aiohttp connection error as ConnectTimeout; the aiohttp error
+        # it wraps says whether time really ran out or the connection broke.
+        cause = exc.__cause__
+        broke = isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
+        if isinstance(exc, httpx.TimeoutException) and not broke:
             return ProviderTimeout(f"{label} did not answer in time.", provider=provider)
+        if isinstance(exc, httpx.TimeoutException):
+            return Unavailable(f"The connection to {label} failed.", provider=provider)
         if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
             return Unavailable(f"The connection to {label} failed.", provider=provider)
         err = Unavailable(f"{label} could not be reached ({kind}).", provider=provider)

@@ -246,3 +246,15 @@ async def test_bad_arguments_are_programming_errors(db):
         await storage.fail_job(db, r.job_id, "succeeded", now=T0)
     with pytest.raises(storage.JobNotFound):
         await storage.complete_job(db, "nope", 1, now=T0)
+
+
+async def test_an_id_drawn_twice_in_one_millisecond_is_drawn_again(db, monkeypatch):
+    import storage.jobs
+
+    first = await storage.accept_job(db, new_job(), now=T0)
+    drawn = iter([first.job_id, first.job_id, "zzzzzzzzzzzz"])
+    monkeypatch.setattr(storage.jobs, "new_job_id", lambda: next(drawn))
+    second = await storage.accept_job(db, new_job(), now=T0)
+    assert second.job_id == "zzzzzzzzzzzz"
+    assert (await storage.get_job(db, first.job_id)).status == "queued"  # the first is untouched
+    assert await storage.check(db, now=T0) == []
