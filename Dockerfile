@@ -4,7 +4,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    KONTEXT_DB=/data/kontext.db
+    KONTEXT_DB=/data/kontext.db \
+    # glibc keeps freed multi-MB image buffers in the heap unless its mmap threshold is fixed
+    MALLOC_MMAP_THRESHOLD_=131072
 
 RUN useradd --create-home --uid 10001 kontext \
  && mkdir -p /data && chown kontext:kontext /data

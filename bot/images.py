@@ -1,7 +1,9 @@
 """Pillow work: check what users send, turn inputs into data URIs, fit results to Discord's limit.
 
-Decoding and encoding run in a worker thread (``asyncio.to_thread``): a 12 MP decode takes long
-enough to stall the gateway heartbeat. ``identify`` (a header parse) and ``render_placeholder`` are
+Decoding and encoding run off the event loop, on the executor the caller passes (the services
+own one with fewer threads than cores: Pillow's C loops still take the GIL between chunks, and with
+more threads than cores the loop waits for it) or else a default worker thread: a 12 MP decode
+takes long enough to stall the gateway heartbeat. ``identify`` (a header parse) and ``render_placeholder`` are
 synchronous; callers on the event loop wrap the latter in a thread.
 
 Formats are judged by content, never by file name, and only PNG, JPEG, WEBP, BMP and GIF are
@@ -20,6 +22,7 @@ import random
 import socket
 import struct
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -386,11 +389,11 @@ def _prepare_sync(data: bytes, limits: Limits) -> PreparedImage:
     return PreparedImage(uri, mime, img.width, img.height, len(encoded))
 
 
-async def prepare_input(data: bytes, limits: Limits) -> PreparedImage:
+async def prepare_input(data: bytes, limits: Limits, executor: Executor | None = None) -> PreparedImage:
     """Check, decode, orient, normalise and downscale an input; return it as a data URI."""
     if len(data) > limits.max_input_bytes:
         raise InputImageError(f"This image is larger than {_mb(limits.max_input_bytes)}.")
-    return await asyncio.to_thread(_prepare_sync, data, limits)
+    return await asyncio.get_running_loop().run_in_executor(executor, _prepare_sync, data, limits)
 
 
 # --- results for Discord -----------------------------------------------------------------------
@@ -408,10 +411,10 @@ def _fit_sync(data: bytes, limit_bytes: int) -> FittedImage:
     return FittedImage(encoded, mime, _UPLOAD_EXT[mime], img.width, img.height)
 
 
-async def fit_for_upload(data: bytes, limit_bytes: int) -> FittedImage:
+async def fit_for_upload(data: bytes, limit_bytes: int, executor: Executor | None = None) -> FittedImage:
     """Return an image Discord will take: as is when it fits, else re-encoded and if need be
     downscaled (alpha kept, as PNG or else WEBP). Always ``<= limit_bytes``, or InputImageError."""
-    return await asyncio.to_thread(_fit_sync, data, limit_bytes)
+    return await asyncio.get_running_loop().run_in_executor(executor, _fit_sync, data, limit_bytes)
 
 
 # --- fetching user-given links -----------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 _REF_CHARS = frozenset("0123456789abcdef")
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 
 class InputStore:
@@ -40,6 +41,23 @@ class InputStore:
             return tuple(self._put(base64.b64decode(u.split(",", 1)[1])) for u in uris)
 
         return await asyncio.to_thread(work) if uris else ()
+
+    async def data_uris(self, refs: Sequence[str]) -> list[str] | None:
+        """The stored inputs as the data URIs a provider takes (they are JPEG or PNG, as
+        images.prepare_input wrote them), or None when any is missing."""
+
+        def work() -> list[str] | None:
+            try:
+                blobs = [self._path(r).read_bytes() for r in refs]
+            except (OSError, ValueError):
+                return None
+            return [
+                f"data:{'image/png' if b.startswith(_PNG) else 'image/jpeg'};base64,"
+                + base64.b64encode(b).decode("ascii")
+                for b in blobs
+            ]
+
+        return await asyncio.to_thread(work) if refs else []
 
     async def get_many(self, refs: Sequence[str]) -> list[bytes] | None:
         """The stored bytes, or None when any is missing (pruned, or a database from elsewhere)."""

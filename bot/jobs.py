@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -56,7 +57,9 @@ class JobEvent:
 class JobRequest:
     model: str
     prompt: str
-    images: Sequence[bytes] = ()  # raw bytes of the inputs, read when the command arrived
+    # Raw bytes of the inputs, read when the command arrived. A list is handed over: run() empties it
+    # once the images are normalised, so a queued job holds compact copies, not 3 MB camera files.
+    images: Sequence[bytes] = ()
     params: Mapping[str, Any] = field(default_factory=dict)  # canonical names; None = not set
     provider: str | None = None  # force one route
     user_id: int | None = None  # None: the local operator (CLI without --user)
@@ -119,6 +122,7 @@ class JobService:
         db: Database,
         dispatcher: Dispatcher,
         inputs: InputStore,
+        pillow: Executor | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.catalog = catalog
@@ -128,6 +132,7 @@ class JobService:
         self.db = db
         self.dispatcher = dispatcher
         self.inputs = inputs
+        self.pillow = pillow
         self._rng = rng or random.Random()
         self._stopping = False
 
@@ -147,13 +152,18 @@ class JobService:
         """Run one job to the end. Raises UserError (nothing recorded) or JobFailed (recorded, refunded)."""
         started = time.monotonic()
         job, routes = self.check(req)
-        prepared = await asyncio.gather(*(images.prepare_input(b, self.limits) for b in req.images))
+        raw = list(req.images)
+        if isinstance(req.images, list):
+            req.images.clear()  # handed over: the raw uploads are freed once normalised (see JobRequest)
+        prepared = await asyncio.gather(*(images.prepare_input(b, self.limits, self.pillow) for b in raw))
+        del raw
         params = dict(job.params)
         if "seed" in params and params["seed"] == -1:
             params["seed"] = self._rng.randrange(SEED_RANGE)
-        inputs = tuple(p.data_uri for p in prepared)
-        del prepared  # the data URIs are the compact form kept while queued
-        input_refs = await self.inputs.put_data_uris(inputs)
+        # While it waits, a job keeps only references to its normalised inputs on disk; the data
+        # URIs are built again when its turn comes (a deep queue would otherwise hold them all).
+        input_refs = await self.inputs.put_data_uris([p.data_uri for p in prepared])
+        del prepared
         reservation = await storage.accept_job(
             self.db,
             storage.NewJob(
@@ -190,7 +200,7 @@ class JobService:
 
         try:
             async with self.dispatcher.slot(req.user_id, on_position):
-                output, route = await self._dispatch(job_id, job, params, inputs, routes, emit, started)
+                output, route = await self._dispatch(job_id, job, params, input_refs, routes, emit, started)
         except UserError as exc:
             status = "refused" if _is_refusal(exc) else "failed"
             await storage.fail_job(self.db, job_id, status=status, error=_error_text(exc))
@@ -250,13 +260,16 @@ class JobService:
         job_id: str,
         job: ValidatedJob,
         params: dict[str, Any],
-        inputs: tuple[str, ...],
+        input_refs: Sequence[str],
         routes: list[Route],
         emit: Callable[..., Awaitable[None]],
         started: float,
     ) -> tuple[ProviderOutput, Route]:
         # The same deadline the job was recorded with at acceptance: time in the queue counts too.
         deadline = started + self.limits.job_deadline
+        inputs = await self.inputs.data_uris(input_refs)
+        if inputs is None:
+            raise UserError("This job's input images could not be read back; please send them again.")
         last: ProviderError | None = None
         for i, route in enumerate(routes):
             if i:
@@ -268,7 +281,7 @@ class JobService:
             req = GenerationRequest(
                 provider_model=route.provider_model,
                 prompt=job.prompt,
-                images=inputs,
+                images=tuple(inputs),
                 params={k: v for k, v in params.items() if v is not None and k in route.params},
             )
 

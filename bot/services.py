@@ -8,7 +8,9 @@ would need (discord.py's advanced_startup example is the model: resources inject
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ class Services:
     accounts: AccountService
     dispatcher: Dispatcher
     runner: ProviderRunner
+    pillow: Executor  # image decode/encode; fewer threads than cores, so the event loop gets the GIL
 
 
 @asynccontextmanager
@@ -50,6 +53,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
     # request, which at hundreds of jobs in flight costs more CPU than the jobs themselves.
     transport = AiohttpTransport(limits=HTTP_LIMITS)
+    pillow = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="pillow")
     async with httpx.AsyncClient(
         transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
     ) as http:
@@ -74,8 +78,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 db=db,
                 dispatcher=dispatcher,
                 inputs=InputStore(Path(settings.db_path).parent / "inputs"),
+                pillow=pillow,
             )
             accounts = AccountService(db, settings.catalog)
-            yield Services(settings, http, db, jobs, accounts, dispatcher, runner)
+            yield Services(settings, http, db, jobs, accounts, dispatcher, runner, pillow)
         finally:
             await db.close()
+            pillow.shutdown(wait=False, cancel_futures=True)

@@ -14,6 +14,7 @@ import io
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -170,9 +171,11 @@ class Progress:
 # --- results -------------------------------------------------------------------------------------
 
 
-async def fit_images(result: JobResult, limit: int) -> list[tuple[str, bytes, bool]]:
+async def fit_images(
+    result: JobResult, limit: int, pillow: Executor | None = None
+) -> list[tuple[str, bytes, bool]]:
     """(filename, bytes, spoiler) per image, each within ``limit`` bytes (re-encoded if need be)."""
-    fitted = await asyncio.gather(*(images.fit_for_upload(img.data, limit) for img in result.images))
+    fitted = await asyncio.gather(*(images.fit_for_upload(img.data, limit, pillow) for img in result.images))
     return [
         (f"kontext-{result.job_id}-{i}.{f.ext}", f.data, img.nsfw)
         for i, (f, img) in enumerate(zip(fitted, result.images, strict=True), 1)
@@ -227,7 +230,7 @@ async def post_result(
     from cogs.buttons import result_view
 
     limit = interaction.filesize_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-    fitted = await fit_images(result, limit)
+    fitted = await fit_images(result, limit, bot.services.pillow)
     batches = _batches(fitted)
     first = batches[0][0][0] if batches[0] else None
     embed = result_embed(result, interaction.user, first)
@@ -267,7 +270,7 @@ async def _post_without_token(
     limit = interaction.filesize_limit or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
     guild_limit = getattr(interaction.guild, "filesize_limit", None)
     limit = min(limit, guild_limit or limit) if not private else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-    fitted = await fit_images(result, limit)
+    fitted = await fit_images(result, limit, interaction.client.services.pillow)  # type: ignore[attr-defined]
     batches = _batches(fitted)
     first = batches[0][0][0] if batches[0] else None
     message = await target.send(
@@ -346,7 +349,7 @@ async def deliver_to_channel(bot: KontextBot, record: Job, outcome: JobResult | 
         return
     guild = getattr(channel, "guild", None)
     limit = getattr(guild, "filesize_limit", discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
-    fitted = await fit_images(outcome, limit)
+    fitted = await fit_images(outcome, limit, bot.services.pillow)
     batches = _batches(fitted)
     message = await channel.send(
         content=f"{mention}your image is ready (finished after a restart).",

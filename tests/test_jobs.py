@@ -209,3 +209,13 @@ async def test_reroll_inputs_are_kept_after_the_job(svc):
     job = await svc.jobs.get(result.job_id)
     (stored,) = await svc.jobs.stored_inputs(job)
     assert stored[:3] == b"\xff\xd8\xff"  # the normalised JPEG the provider got, not the original
+
+
+async def test_raw_inputs_are_handed_over_and_freed_once_normalised(svc):
+    uploads = [make_png(300, 200)]
+    req = JobRequest(model=PRO, prompt="a hat", images=uploads, user_id=USER, guild_id=GUILD)
+    result = await svc.jobs.run(req)
+    assert uploads == []  # a deep queue must not hold every member's camera file
+    assert len(result.images) == 1
+    (stored,) = await svc.jobs.stored_inputs(await svc.jobs.get(result.job_id))
+    assert stored[:3] == b"\xff\xd8\xff"  # what the provider got came back from the input store
