@@ -1,11 +1,11 @@
 # kontext-bot: slim Python, non-root, SQLite on a volume.
 FROM python:3.11-slim
 
+# MALLOC_MMAP_THRESHOLD_: glibc keeps freed multi-MB image buffers in the heap unless it is fixed.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     KONTEXT_DB=/data/kontext.db \
-    # glibc keeps freed multi-MB image buffers in the heap unless its mmap threshold is fixed
     MALLOC_MMAP_THRESHOLD_=131072
 
 RUN useradd --create-home --uid 10001 kontext \
