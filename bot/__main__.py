@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,8 @@ def _need_token(settings: Settings) -> None:
 async def cmd_run(settings: Settings) -> int:
     import signal
 
+    import aiohttp
+
     from bot.client import KontextBot, point_discord_at
     from bot.services import open_services
 
@@ -136,7 +139,11 @@ async def cmd_run(settings: Settings) -> int:
         stopper.cancel()
         await asyncio.gather(runner, return_exceptions=True)
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
-            raise runner.exception()  # type: ignore[misc]
+            exc = runner.exception()
+            if isinstance(exc, (aiohttp.ClientError, OSError)):  # DNS, refused, TLS: not our bug
+                api = settings.discord_api_base or "discord.com"
+                raise UserError(f"Cannot reach Discord ({api}): {type(exc).__name__}.") from exc
+            raise exc  # type: ignore[misc]
     return 0
 
 
@@ -189,10 +196,9 @@ async def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
             source="cli",
         )
         svc.jobs.check(request, image_count=len(args.image))  # refuse before reading or downloading
-        inputs = await asyncio.gather(
-            *(images.load_source(src, svc.http, settings.limits) for src in args.image)
-        )
-        result = await svc.jobs.run(replace(request, images=list(inputs)))
+        # Loaders: the job service reads each source inside its intake gate, like a Discord upload.
+        inputs = [functools.partial(images.load_source, src, svc.http, settings.limits) for src in args.image]
+        result = await svc.jobs.run(replace(request, images=inputs))
     paths = await asyncio.to_thread(_write_images, Path(args.out), result)
     if args.json:
         print(

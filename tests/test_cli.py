@@ -296,3 +296,24 @@ async def test_quota_and_usage_after_a_scripted_series_of_jobs(emulator_process,
     assert quota["spent_usd"] == 0 and quota["guild_budget"]["remaining_usd"] == pytest.approx(0.02)
     code, out, _ = await cli("db", "check")
     assert code == 0 and "balance" in out
+
+
+def test_run_says_so_in_one_line_when_discord_cannot_be_reached(tmp_path):
+    env = {
+        **os.environ,
+        "DISCORD_TOKEN": "not-a-real-token",
+        "DISCORD_API_BASE": "http://127.0.0.1:9/api/v10",  # the discard port: nothing listens
+        "DISCORD_GATEWAY_URL": "ws://127.0.0.1:9/gateway",
+        "KONTEXT_DB": str(tmp_path / "k.db"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("kontext-bot: Cannot reach Discord")
+    assert "Traceback" not in proc.stderr
