@@ -27,10 +27,12 @@ All SQL of the project lives in this package, parameterised. Decisions, for whoe
 - Balances are sums of the append-only ledger (triggers forbid UPDATE and DELETE on it); the
   ``balances`` table caches them via a trigger in the same transaction, and ``check`` recomputes it.
 - Every operation is one function run whole on an aiosqlite connection's thread in one
-  transaction (BEGIN IMMEDIATE for writes): one thread hop per operation, and two operations of
-  this process can never interleave. A writer and a reader connection; other processes are
-  ordered by SQLite's lock and the busy timeout. This uses aiosqlite's Connection._execute, the
-  one reach past its public API (guarded by tests/storage/test_db.py).
+  transaction (BEGIN IMMEDIATE for writes), and two operations of this process can never
+  interleave. Writes waiting together are group-committed: one thread hop and one COMMIT for the
+  batch, each write in its own SAVEPOINT (one that fails rolls back alone); see storage/db.py.
+  A writer and a reader connection; other processes are ordered by SQLite's lock and the busy
+  timeout. This uses aiosqlite's Connection._execute, the one reach past its public API (guarded
+  by tests/storage/test_db.py).
 - complete_job / fail_job on a finished job change nothing and return the earlier outcome; a
   job refused by the provider after dispatch is fail_job(status="refused") and is refunded.
 - Job ids are 12 characters, time-ordered (base-36 milliseconds + 4 random), so they are short to

@@ -7,6 +7,13 @@ writes of a reservation see no race. Calls queue on the thread, so two transacti
 process never interleave; other processes on the file are ordered by SQLite's lock and the busy
 timeout. One thread hop per transaction instead of one per statement (~80 us each) is what keeps a
 reserve + settle pair well under a millisecond.
+
+Writes are group-committed: the write operations waiting when the writer gets to them (up to
+``MAX_BATCH``) run in one thread hop and one ``BEGIN IMMEDIATE ... COMMIT``, each in its own
+SAVEPOINT. The hop and the COMMIT are most of a write's cost, so under load they are paid once per
+batch instead of once per operation. A lone write waits for no company; an operation that raises is
+rolled back alone and raises to its caller alone; every caller learns its outcome only after the
+COMMIT (and if the COMMIT fails, every caller in the batch gets that error).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 10_000  # another process holding the write lock that long is a fault, not load
+MAX_BATCH = 64  # write operations per group commit
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_-]+\.sql$")
 
 P = ParamSpec("P")
@@ -60,6 +68,34 @@ def _in_transaction(conn: Conn, begin: str, fn: Callable[..., T], args: tuple, k
     return result
 
 
+def _group_commit(conn: Conn, ops: list[tuple[Callable[..., Any], tuple, dict]]) -> tuple[list, bool]:
+    """Run ``ops`` in one BEGIN IMMEDIATE ... COMMIT, each in its own SAVEPOINT.
+
+    Returns ([(ok, result or exception) per op], committed). An op that raises is rolled back to its
+    savepoint and the others go on; if SQLite itself dropped the transaction (disk full, I/O
+    error) or the COMMIT fails, nothing was written and every op gets that error.
+    """
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for fn, args, kwargs in ops:
+            conn.execute("SAVEPOINT op")
+            try:
+                outcomes.append((True, fn(conn, *args, **kwargs)))
+            except BaseException as e:
+                if not conn.in_transaction:
+                    raise
+                conn.execute("ROLLBACK TO op")
+                outcomes.append((False, e))
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+    except BaseException as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [(False, e)] * len(ops), False
+    return outcomes, True
+
+
 class Database:
     """An open database. Use ``open_database``; close with ``await db.close()`` or ``async with``."""
 
@@ -67,6 +103,9 @@ class Database:
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._queue: list[tuple[Callable[..., Any], tuple, dict, asyncio.Future[Any]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.commits = 0  # write transactions committed; a group commit of many operations is one
 
     async def __aenter__(self) -> Database:
         return self
@@ -75,14 +114,51 @@ class Database:
         await self.close()
 
     async def write(self, fn: Callable[Concatenate[Conn, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(conn, ...)`` in one BEGIN IMMEDIATE transaction; an exception rolls it back."""
-        return await _on_thread(self._writer, _in_transaction, "BEGIN IMMEDIATE", fn, args, kwargs)
+        """Run ``fn(conn, ...)`` in a BEGIN IMMEDIATE transaction; an exception rolls it back.
+
+        Returns once the transaction is committed. It may be shared with other writes waiting at
+        the same time (group commit, see the module docstring); ``fn`` sees their writes and they
+        see its, but an exception in one rolls back only that one.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, args, kwargs, future))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        # Runs while writes are queued: whatever is waiting now goes to the thread as one batch,
+        # and what arrives meanwhile forms the next one. Callers learn their outcome after COMMIT.
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                ops = [(fn, args, kwargs) for fn, args, kwargs, _ in batch]
+                try:
+                    outcomes, committed = await _on_thread(self._writer, _group_commit, ops)
+                except asyncio.CancelledError:
+                    for *_, future in batch + self._queue:
+                        future.cancel()
+                    self._queue.clear()
+                    raise
+                except BaseException as e:  # the hop itself failed (a closed connection)
+                    outcomes, committed = [(False, e)] * len(batch), False
+                self.commits += committed
+                for (*_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if not future.done():  # its caller may have been cancelled
+                        if ok:
+                            future.set_result(value)
+                        else:
+                            future.set_exception(value)
+        finally:
+            self._drainer = None
 
     async def read(self, fn: Callable[Concatenate[Conn, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(conn, ...)`` in one read transaction: its queries see one consistent state."""
         return await _on_thread(self._reader, _in_transaction, "BEGIN", fn, args, kwargs)
 
     async def close(self) -> None:
+        if self._drainer is not None:  # let queued writes finish first
+            await asyncio.wait([self._drainer])
         for conn in (self._reader, self._writer):
             try:
                 await conn.close()

@@ -168,3 +168,64 @@ async def test_close_twice_is_harmless(tmp_path):
     db = await open_database(tmp_path / "k.db")
     await db.close()
     await db.close()
+
+
+def _audit(action):
+    def insert(conn):
+        conn.execute("INSERT INTO audit (at, action) VALUES ('2025-01-01T00:00:00.000000Z', ?)", (action,))
+        return action
+
+    return insert
+
+
+async def test_a_failing_write_in_a_group_commit_rolls_back_alone(db):
+    def half_then_fail(conn):
+        _audit("failed")(conn)
+        raise ValueError("boom")
+
+    def sees_earlier_writes(conn):
+        return [r[0] for r in conn.execute("SELECT action FROM audit ORDER BY id")]
+
+    before = db.commits
+    results = await asyncio.gather(
+        db.write(_audit("first")),
+        db.write(half_then_fail),
+        db.write(_audit("third")),
+        db.write(sees_earlier_writes),
+        return_exceptions=True,
+    )
+    assert db.commits == before + 1  # all four queued together: one transaction
+    assert results[0] == "first" and results[2] == "third"
+    assert isinstance(results[1], ValueError) and str(results[1]) == "boom"
+    assert results[3] == ["first", "third"]  # an operation sees the writes before it, not the failed one
+    assert [e.action for e in await storage.audit_log(db)] == ["third", "first"]  # newest first
+
+
+async def test_a_failed_group_commit_fails_every_caller_in_it(db):
+    def dangling_reference(conn):
+        conn.execute("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT, so the COMMIT fails
+        conn.execute("INSERT INTO jobs_missing_parent_probe VALUES (1)")
+
+    await db.write(
+        lambda conn: conn.execute(
+            "CREATE TABLE jobs_missing_parent_probe (team INTEGER REFERENCES teams (id))"
+        )
+    )
+    results = await asyncio.gather(
+        db.write(_audit("a")), db.write(dangling_reference), db.write(_audit("b")), return_exceptions=True
+    )
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert await storage.audit_log(db) == []
+    assert await db.write(_audit("after")) == "after"  # the writer is usable afterwards
+
+
+async def test_concurrent_writes_share_commits(db):
+    await storage.set_guild_budget(db, 100, 10**9, now=T0)
+    before = db.commits
+    reservations = await asyncio.gather(
+        *(storage.accept_job(db, new_job(user_id=1000 + i, free_quota=0), now=T0) for i in range(300))
+    )
+    assert len({r.job_id for r in reservations}) == 300
+    assert db.commits - before < 300 / 4  # group commit: far fewer transactions than operations
+    assert len(await storage.list_jobs(db, limit=1000)) == 300
+    assert await storage.check(db, now=T0) == []
