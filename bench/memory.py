@@ -1,15 +1,16 @@
-"""Benchmark 5: memory with a deep queue. 200 members each send a 12 MP camera JPEG (~3.2 MiB, each
-its own bytes object, as each Discord attachment read is) at once; the provider is slow (the
-emulator answers after a minute) and allows 2 tasks at a time, so 198 jobs wait with their inputs.
-Peak RSS of the bot's process (sampled every 5 ms, and the kernel's high-water mark) while all 200
-are accepted and queued, measured in a fresh interpreter so nothing else inflates it. Baseline,
-same process: RSS just before the jobs arrive (interpreter, imports, open services).
+"""Benchmark 5: memory with a deep queue. 200 members each send a 12 MP camera JPEG (~3.2 MiB) at
+once; the provider is slow (the emulator answers after a minute) and allows 2 tasks at a time, so
+198 jobs wait with their inputs. Peak RSS of the bot's process (sampled every 5 ms, and the kernel's
+high-water mark) while all 200 are accepted and queued, measured in a fresh interpreter so nothing
+else inflates it. Baseline, same process: RSS just before the jobs arrive (interpreter, imports,
+open services).
 
-Each job is driven the way cogs/delivery.py drives it: the request is built with the bytes and the
-face keeps no other reference, so whatever stays alive is held by the job service itself.
+Each job is driven the way cogs/delivery.py drives it: the request carries a loader per input (as
+the face hands over each Discord attachment's ``read``), and each loader, when the job service calls
+it, returns a distinct ~3.2 MiB bytes object made at that moment, as a Discord read would. The face
+keeps no other reference, so whatever stays alive is held by the job service itself.
 
-An experiment row (not judged) shows what two changes outside this bench would buy: the job service
-letting go of the raw bytes once prepared (simulated with a list that empties itself once read) and
+An experiment row (not judged) shows what an environment setting outside this bench would add:
 MALLOC_MMAP_THRESHOLD_=131072, so freed buffers go back to the kernel.
 
     python -m bench.memory [--jobs 200]
@@ -46,36 +47,25 @@ TARGET_MB = 400
 EXPERIMENT_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
-class _HandOver(list):  # type: ignore[type-arg]
-    """Experiment only: a list of inputs that empties itself once iterated, which is what the job
-    service does if it lets go of the raw bytes once prepare_input has read them."""
-
-    def __iter__(self) -> Any:
-        items = list(super().__iter__())
-        self.clear()
-        return iter(items)
-
-
-async def _job(svc: Any, template: bytes, i: int, hand_over: bool) -> None:
+async def _job(svc: Any, template: bytes, i: int) -> None:
     from bot.jobs import JobRequest
 
-    images = (_HandOver if hand_over else list)([distinct(template, i)])
+    async def read() -> bytes:  # like discord.Attachment.read: new bytes on every call
+        return distinct(template, i)
+
     request = JobRequest(
         model=MODEL,
         prompt="make it look like a linocut",
-        images=images,
+        images=[read],
         user_id=10_000 + i,
         guild_id=1,
         channel_id=10,
         source="bench",
     )
-    del images  # the face keeps nothing: the request is the only holder
     await svc.jobs.run(request)
 
 
-async def worker(
-    url: str, jobs: int, hand_over: bool = False, settle_seconds: float = 0.5, give_up: float = 120.0
-) -> dict[str, Any]:
+async def worker(url: str, jobs: int, settle_seconds: float = 0.5, give_up: float = 120.0) -> dict[str, Any]:
     from bot.services import open_services
 
     template = camera_jpeg()
@@ -85,7 +75,7 @@ async def worker(
             start = rss_mb()
             with RssSampler() as sampler:
                 t0 = time.perf_counter()
-                tasks = [asyncio.create_task(_job(svc, template, i, hand_over)) for i in range(jobs)]
+                tasks = [asyncio.create_task(_job(svc, template, i)) for i in range(jobs)]
                 deadline = time.monotonic() + give_up
                 while svc.dispatcher.running + svc.dispatcher.waiting < jobs:
                     if any(t.done() for t in tasks):
@@ -117,7 +107,7 @@ def measure(jobs: int = 200, experiment: bool = True) -> dict[str, Any]:
         args = ["--worker", "--url", emu.url, "--jobs", str(jobs)]
         out = {"shipped": run_worker("bench.memory", args)}
         if experiment:
-            out["hand_over"] = run_worker("bench.memory", [*args, "--hand-over"], env=EXPERIMENT_ENV)
+            out["mmap_threshold"] = run_worker("bench.memory", args, env=EXPERIMENT_ENV)
     return out
 
 
@@ -125,7 +115,7 @@ def results(m: dict[str, Any]) -> list[Result]:
     out = []
     for key, label, judged in (
         ("shipped", "", True),
-        ("hand_over", " (experiment: raw bytes dropped after prepare + fixed mmap threshold)", False),
+        ("mmap_threshold", " (experiment: fixed mmap threshold)", False),
     ):
         r = m.get(key)
         if r is None:
@@ -159,10 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--hand-over", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(asyncio.run(worker(args.url, args.jobs, args.hand_over))))
+        print(json.dumps(asyncio.run(worker(args.url, args.jobs))))
     else:
         print_results(run(args.jobs))
 

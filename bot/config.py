@@ -57,6 +57,8 @@ class Limits:
     user_jobs_in_flight: int = 3
     max_running: int = 256  # jobs past the queue at once, all providers together
     max_queue: int = 500
+    # Inputs read and normalised at once, all jobs together: bounds the raw uploads held in a burst.
+    max_inputs_in_flight: int = 4
 
 
 @dataclass(frozen=True)

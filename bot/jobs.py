@@ -53,13 +53,19 @@ class JobEvent:
     elapsed: float = 0.0
 
 
+# Reads one input image when called (a Discord attachment's ``read``, a CLI source), its size
+# already checked. Failures should be UserErrors: run() raises them before anything is recorded.
+InputLoader = Callable[[], Awaitable[bytes]]
+
+
 @dataclass(frozen=True)
 class JobRequest:
     model: str
     prompt: str
-    # Raw bytes of the inputs, read when the command arrived. A list is handed over: run() empties it
-    # once the images are normalised, so a queued job holds compact copies, not 3 MB camera files.
-    images: Sequence[bytes] = ()
+    # The inputs: raw bytes already in hand, or loaders that run() calls only inside its intake gate,
+    # so a burst of uploads never holds more than a few raw camera files at once. A list is handed
+    # over: run() empties it, so a queued job holds compact normalised copies, not 3 MB files.
+    images: Sequence[bytes | InputLoader] = ()
     params: Mapping[str, Any] = field(default_factory=dict)  # canonical names; None = not set
     provider: str | None = None  # force one route
     user_id: int | None = None  # None: the local operator (CLI without --user)
@@ -135,6 +141,9 @@ class JobService:
         self.pillow = pillow
         self._rng = rng or random.Random()
         self._stopping = False
+        # Reading and normalising inputs happens under this gate: raw uploads exist for only a
+        # few inputs at a time, however many jobs arrive at once.
+        self._intake = asyncio.Semaphore(max(1, limits.max_inputs_in_flight))
 
     def begin_shutdown(self) -> None:
         """From now on, a cancelled job is being interrupted by a stop, not by its user: it keeps its
@@ -152,10 +161,10 @@ class JobService:
         """Run one job to the end. Raises UserError (nothing recorded) or JobFailed (recorded, refunded)."""
         started = time.monotonic()
         job, routes = self.check(req)
-        raw = list(req.images)
+        raw: list[bytes | InputLoader | None] = list(req.images)
         if isinstance(req.images, list):
             req.images.clear()  # handed over: the raw uploads are freed once normalised (see JobRequest)
-        prepared = await asyncio.gather(*(images.prepare_input(b, self.limits, self.pillow) for b in raw))
+        prepared = await asyncio.gather(*(self._intake_one(raw, i) for i in range(len(raw))))
         del raw
         params = dict(job.params)
         if "seed" in params and params["seed"] == -1:
@@ -248,6 +257,16 @@ class JobService:
             prompt=job.prompt,
             params=params,
         )
+
+    async def _intake_one(self, raw: list[bytes | InputLoader | None], i: int) -> images.PreparedImage:
+        """Read (if it is a loader) and normalise input ``i`` inside the intake gate, then let go of
+        the raw bytes: only the compact normalised copy outlives this."""
+        async with self._intake:
+            source, raw[i] = raw[i], None
+            assert source is not None
+            data = await source() if callable(source) else source
+            del source
+            return await images.prepare_input(data, self.limits, self.pillow)
 
     async def _settle(self, job_id: str, output: ProviderOutput, route: Route) -> storage.Settlement:
         actual = _actual_cost(output, route, len(output.images))

@@ -24,7 +24,7 @@ from bot import images
 from bot.catalog import Catalog, Model, micros_to_usd
 from bot.client import NO_MENTIONS, answer_privately, token_gone, user_error_text
 from bot.errors import UserError
-from bot.jobs import JobEvent, JobFailed, JobRequest, JobResult, Stage
+from bot.jobs import InputLoader, JobEvent, JobFailed, JobRequest, JobResult, Stage
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -401,15 +401,22 @@ def _too_big(att: discord.Attachment, max_bytes: int) -> UserError:
     return UserError(f"{att.filename} is {size:.1f} MB; the limit is {limit} MB.")
 
 
-async def read_attachments(attachments: Sequence[discord.Attachment], max_bytes: int) -> list[bytes]:
-    """Read at once: attachment links are signed and expire. Size is checked before reading."""
-    for att in attachments:
+def attachment_loader(att: discord.Attachment, max_bytes: int) -> InputLoader:
+    """The attachment as a job input, read by the job service when its intake gate lets it in, so a
+    burst of uploads is not all held in memory while waiting to be normalised. Attachment links
+    stay valid for hours; the wait is seconds. Size is checked before reading."""
+
+    async def load() -> bytes:
         if att.size > max_bytes:
             raise _too_big(att, max_bytes)
-    try:
-        return list(await asyncio.gather(*(att.read() for att in attachments)))
-    except discord.HTTPException as exc:
-        raise UserError("Could not read the attached image from Discord; please attach it again.") from exc
+        try:
+            return await att.read()
+        except discord.HTTPException as exc:
+            raise UserError(
+                "Could not read the attached image from Discord; please attach it again."
+            ) from exc
+
+    return load
 
 
 async def start_job(
@@ -424,7 +431,8 @@ async def start_job(
     images: Sequence[bytes] | None = None,
     source: str = "slash",
 ) -> None:
-    """Check fast, defer within 3 s, read the attachments at once, then run and deliver.
+    """Check fast, defer within 3 s, then run and deliver; the job service reads the attachments
+    when its intake lets them in (an unreadable one is told privately, nothing recorded).
     ``images`` (bytes already in hand, e.g. a Re-roll's stored inputs) replaces ``attachments``."""
     svc = bot.services
     count = len(images) if images is not None else len(attachments)
@@ -464,12 +472,7 @@ async def start_job(
     except discord.HTTPException as exc:  # too late (10062) or answered twice: nobody to tell
         log.warning("interaction %s: could not defer: %s", interaction.id, exc)
         return
-    if images is None:
-        try:
-            images = await read_attachments(attachments, max_bytes)
-        except UserError as exc:
-            await tell_requester(interaction, exc)
-            return
-    await run_and_deliver(
-        bot, interaction, replace(request, images=list(images)), private=prefs.private_results
+    inputs: list[bytes | InputLoader] = (
+        list(images) if images is not None else [attachment_loader(att, max_bytes) for att in attachments]
     )
+    await run_and_deliver(bot, interaction, replace(request, images=inputs), private=prefs.private_results)

@@ -219,3 +219,57 @@ async def test_raw_inputs_are_handed_over_and_freed_once_normalised(svc):
     assert len(result.images) == 1
     (stored,) = await svc.jobs.stored_inputs(await svc.jobs.get(result.job_id))
     assert stored[:3] == b"\xff\xd8\xff"  # what the provider got came back from the input store
+
+
+async def test_input_loaders_are_read_and_normalised_a_few_at_a_time(tmp_path, monkeypatch):
+    from bot import images
+
+    active = peak = loaded = 0
+    real_prepare = images.prepare_input
+
+    async def prepare(data, limits, executor=None):
+        nonlocal active
+        try:
+            return await real_prepare(data, limits, executor)
+        finally:
+            active -= 1  # this input's raw bytes are done with
+
+    def loader(width: int):
+        async def load() -> bytes:
+            nonlocal active, peak, loaded
+            active += 1
+            peak = max(peak, active)
+            loaded += 1
+            await asyncio.sleep(0.02)  # a download takes a while: others would pile in if let
+            return make_png(width, 100)
+
+        return load
+
+    monkeypatch.setattr(images, "prepare_input", prepare)
+    async with open_services(settings_for(tmp_path, None, max_inputs_in_flight=2)) as svc:
+        handed = [[loader(100 + i)] for i in range(8)]
+        handed.append([loader(200), loader(201), loader(202)])  # one job's inputs are gated one by one
+        reqs = [
+            JobRequest(model=PRO, prompt="a hat", images=imgs, user_id=USER + i, guild_id=GUILD)
+            for i, imgs in enumerate(handed[:-1])
+        ]
+        reqs.append(
+            JobRequest(model=f"{PRO}/multi", prompt="together", images=handed[-1], user_id=1, guild_id=GUILD)
+        )
+        results = await asyncio.gather(*(svc.jobs.run(r) for r in reqs))
+    assert loaded == 11 and active == 0
+    assert peak == 2  # never more than max_inputs_in_flight raw uploads at once, and the gate was full
+    assert all(len(r.images) >= 1 for r in results)
+    assert all(imgs == [] for imgs in handed)  # handed over, like raw bytes
+
+
+async def test_a_failing_loader_refuses_the_job_before_anything_is_recorded(svc, emulator):
+    from bot.errors import UserError
+
+    async def gone() -> bytes:
+        raise UserError("Could not read the attached image from Discord; please attach it again.")
+
+    with pytest.raises(UserError, match="Could not read the attached image"):
+        await svc.jobs.run(member(PRO, images=[gone]))
+    assert await svc.jobs.history(USER, GUILD) == []
+    assert emulator.requests == []
