@@ -19,6 +19,9 @@ from bot.errors import UserError
 log = logging.getLogger(__name__)
 
 
+PositionSink = Callable[[int], Awaitable[None]]
+
+
 class QueueFull(UserError):
     code = "queue_full"
 
@@ -33,6 +36,9 @@ class Dispatcher:
         # user -> their waiting futures, in arrival order; OrderedDict keeps the rotation order
         self._waiting: OrderedDict[Hashable, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting_count = 0
+        # Waiters who want to hear their place in line as it moves: future -> (user, callback, last told)
+        self._listeners: dict[asyncio.Future[None], tuple[Hashable, PositionSink, list[int]]] = {}
+        self._notices: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> int:
@@ -47,17 +53,17 @@ class Dispatcher:
         queue = self._waiting.get(user)
         if queue is None or fut not in queue:
             return 0
-        mine = list(queue).index(fut)
-        ahead = mine
-        for other, q in self._waiting.items():
-            if other != user:
-                ahead += min(len(q), mine + 1)
+        mine = list(queue).index(fut)  # this job is served in round ``mine`` of the rotation
+        ahead, before_me = mine, True
+        for other, q in self._waiting.items():  # rotation order: the next user to serve first
+            if other == user:
+                before_me = False
+                continue
+            ahead += min(len(q), mine) + (1 if before_me and len(q) > mine else 0)
         return ahead + 1
 
     @asynccontextmanager
-    async def slot(
-        self, user: Hashable, on_position: Callable[[int], Awaitable[None]] | None = None
-    ) -> AsyncIterator[None]:
+    async def slot(self, user: Hashable, on_position: PositionSink | None = None) -> AsyncIterator[None]:
         """Hold a running slot for the body. ``user`` None-like keys (operator) are not capped per user."""
         # Anyone still waiting is blocked by their own per-user cap (a free slot would have woken
         # them), so a user who may start now jumps no one.
@@ -73,15 +79,19 @@ class Dispatcher:
             self._waiting_count += 1
             try:
                 if on_position is not None:
-                    await on_position(self.position(user, fut))
+                    told = [self.position(user, fut)]
+                    self._listeners[fut] = (user, on_position, told)
+                    await on_position(told[0])
                 await fut
             except BaseException:
+                self._listeners.pop(fut, None)
                 if fut.done() and not fut.cancelled():
                     # We were granted a slot but are leaving: give it back to the next in line.
                     self._finish(user)
                 else:
                     self._forget(user, fut)
                 raise
+            self._listeners.pop(fut, None)
         try:
             yield
         finally:
@@ -112,6 +122,7 @@ class Dispatcher:
             self._waiting_count -= 1
             if not queue:
                 del self._waiting[user]
+            self._tell_positions()  # everyone behind moved up
 
     def _wake(self) -> None:
         """Grant free slots round-robin: take the first user who may start, then rotate them last."""
@@ -130,3 +141,17 @@ class Dispatcher:
                 fut.set_result(None)
                 progressed = True
                 break
+        self._tell_positions()
+
+    def _tell_positions(self) -> None:
+        """The line moved: tell each listening waiter its new place (only when it changed). The
+        callbacks run as tasks so a slow message edit never holds up the queue."""
+        for fut, (user, callback, told) in list(self._listeners.items()):
+            if fut.done():
+                continue
+            place = self.position(user, fut)
+            if place != told[0]:
+                told[0] = place
+                task = asyncio.get_running_loop().create_task(callback(place))
+                self._notices.add(task)
+                task.add_done_callback(self._notices.discard)

@@ -208,7 +208,7 @@ class JobService:
             await emit(Stage.QUEUED, position=position)
 
         try:
-            async with self.dispatcher.slot(req.user_id, on_position):
+            async with self.dispatcher.slot(req.user_id, on_position if on_event is not None else None):
                 output, route = await self._dispatch(job_id, job, params, input_refs, routes, emit, started)
         except UserError as exc:
             status = "refused" if _is_refusal(exc) else "failed"

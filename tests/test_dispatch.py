@@ -92,3 +92,31 @@ async def test_operator_jobs_are_not_capped_per_user():
     assert started == 5
     gate.set()
     await asyncio.gather(*tasks)
+
+
+async def test_waiters_hear_their_place_as_the_line_moves():
+    d = Dispatcher(max_running=1, per_user=5, max_queue=10)
+    gates = [asyncio.Event() for _ in range(4)]
+    heard: dict[str, list[int]] = {"b": [], "c": [], "d": []}
+
+    async def job(user: str, gate: asyncio.Event) -> None:
+        async def tell(place: int) -> None:
+            heard[user].append(place)
+
+        async with d.slot(user, tell if user in heard else None):
+            await gate.wait()
+
+    tasks = [asyncio.create_task(job(u, g)) for u, g in zip("abcd", gates, strict=True)]
+    await asyncio.sleep(0)
+    assert heard == {"b": [1], "c": [2], "d": [3]}
+    tasks[2].cancel()  # c leaves the line: d moves up
+    await asyncio.gather(tasks[2], return_exceptions=True)
+    await asyncio.sleep(0)
+    assert heard["d"] == [3, 2]
+    gates[0].set()  # a finishes: b runs, d is next
+    await asyncio.sleep(0.01)
+    assert heard["d"] == [3, 2, 1] and heard["b"] == [1]
+    for g in gates:
+        g.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert d.running == 0 and d.waiting == 0
