@@ -126,6 +126,12 @@ async def cmd_run(settings: Settings) -> int:
 
     _need_token(settings)
     point_discord_at(settings)
+    if settings.sandbox_only:
+        print(
+            "Sandbox mode: no provider API key is set, so every model makes free local placeholder "
+            "images. Set MODELVERSE_API_KEY, WAVESPEED_API_KEY or VTRIX_API_KEY for real ones.",
+            file=sys.stderr,
+        )
     async with open_services(settings) as svc, KontextBot(svc) as bot:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

@@ -315,5 +315,6 @@ def test_run_says_so_in_one_line_when_discord_cannot_be_reached(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 1
+    assert proc.stderr.startswith("Sandbox mode: no provider API key is set")  # said at start
     assert proc.stderr.strip().splitlines()[-1].startswith("kontext-bot: Cannot reach Discord")
     assert "Traceback" not in proc.stderr
