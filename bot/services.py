@@ -62,7 +62,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             client = ProviderClient(http, settings.limits, secrets=settings.secrets())
             adapters = build_adapters(settings)
             runner = ProviderRunner(
-                client, adapters, {name: p.max_concurrency for name, p in settings.providers.items()}
+                client, adapters, {name: p.max_concurrency for name, p in settings.providers.items()}, pillow
             )
             limits = settings.limits
             dispatcher = Dispatcher(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
 
 from bot.catalog import Route
 from bot.providers import sandbox
@@ -17,9 +18,14 @@ from bot.providers.http import ProviderClient
 
 class ProviderRunner:
     def __init__(
-        self, client: ProviderClient, adapters: Mapping[str, Adapter], concurrency: Mapping[str, int]
+        self,
+        client: ProviderClient,
+        adapters: Mapping[str, Adapter],
+        concurrency: Mapping[str, int],
+        pillow: Executor | None = None,  # the sandbox draws its images with Pillow
     ) -> None:
         self._client = client
+        self._pillow = pillow
         self._adapters = dict(adapters)
         self._slots = {name: asyncio.Semaphore(max(1, concurrency.get(name, 8))) for name in adapters}
 
@@ -40,7 +46,7 @@ class ProviderRunner:
         on_progress: Callable[[float | None], Awaitable[None]] | None = None,
     ) -> ProviderOutput:
         if route.provider == sandbox.NAME:
-            return await sandbox.run(req)
+            return await sandbox.run(req, self._pillow)
         adapter = self._adapters[route.provider]
         async with self._slots[route.provider]:
             return await self._client.run(

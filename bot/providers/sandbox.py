@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import random
+from concurrent.futures import Executor
 
 from bot import images
 from bot.providers.base import GenerationRequest, OutputImage, ProviderOutput
@@ -56,8 +57,8 @@ def _render_all(req: GenerationRequest) -> tuple[OutputImage, ...]:
     return tuple(out)
 
 
-async def run(req: GenerationRequest) -> ProviderOutput:
-    rendered = await asyncio.to_thread(_render_all, req)
+async def run(req: GenerationRequest, executor: Executor | None = None) -> ProviderOutput:
+    rendered = await asyncio.get_running_loop().run_in_executor(executor, _render_all, req)
     return ProviderOutput(
         images=rendered,
         task_id=None,
