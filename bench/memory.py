@@ -1,7 +1,8 @@
 """Benchmark 5: memory with a deep queue. 200 members each send a 12 MP camera JPEG (~3.2 MiB) at
 once; the provider is slow (the emulator answers after a minute) and allows 2 tasks at a time, so
-198 jobs wait with their inputs. Peak RSS of the bot's process (sampled every 5 ms, and the kernel's
-high-water mark) while all 200 are accepted and queued, measured in a fresh interpreter so nothing
+198 jobs wait with their inputs. Peak RSS of the bot's process (sampled every 5 ms; the kernel's
+high-water mark is printed too, but Linux carries it across fork and exec, so under run_all it shows
+the parent's RSS) while all 200 are accepted and queued, measured in a fresh interpreter so nothing
 else inflates it. Baseline, same process: RSS just before the jobs arrive (interpreter, imports,
 open services).
 
