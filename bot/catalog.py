@@ -57,7 +57,7 @@ class Param:
     def check(self, model_id: str, value: Any) -> Any:
         """Return the value coerced to the parameter's type, or raise ValidationError."""
         bad = ValidationError(
-            f"{self.name} must be {self.describe()} for {model_id} (you gave {_show(value)})."
+            f"{shown_name(self.name)} must be {self.describe()} for {model_id} (you gave {_show(value)})."
         )
         if self.type is int:
             if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -104,6 +104,11 @@ def _pattern_ok(pattern: str, value: str) -> bool:
     return True
 
 
+def shown_name(param: str) -> str:
+    """A parameter as people meet it: the API's ``n`` is ``count`` in Discord and ``--n`` in the CLI."""
+    return "count (n)" if param == "n" else param
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -134,10 +139,10 @@ class Route:
             if name == "n":
                 continue
             if name not in self.params:
-                return f"{self.provider} does not accept {name}"
+                return f"{self.provider} does not accept {shown_name(name)}"
             cap = self.limits.get(name)
             if cap is not None and value > cap:
-                return f"{self.provider} accepts {name} up to {_num(cap)}"
+                return f"{self.provider} accepts {shown_name(name)} up to {_num(cap)}"
         return None
 
 
@@ -361,8 +366,10 @@ class Catalog:
                 continue
             param = model.params.get(name)
             if param is None:
-                allowed = ", ".join(model.params) or "no parameters"
-                raise ValidationError(f"{name} is not supported by {model.id}; it accepts: {allowed}.")
+                allowed = ", ".join(shown_name(p) for p in model.params) or "no parameters"
+                raise ValidationError(
+                    f"{shown_name(name)} is not supported by {model.id}; it accepts: {allowed}."
+                )
             explicit[name] = param.check(model.id, value)
         # Defaults the user did not set are not "requested": a route may leave them to the provider.
         if explicit.get("n") == 1:

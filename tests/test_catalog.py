@@ -145,3 +145,11 @@ def test_money_is_integer_micro_dollars():
     assert micros_to_usd(2_000_000) == "$2.00"
     with pytest.raises(ValueError):
         usd_to_micros("-1")
+
+
+def test_the_image_count_is_named_as_people_meet_it():
+    with pytest.raises(ValidationError) as info:
+        CAT.validate("black-forest-labs/flux-kontext-max", "x", 1, {"n": 2})
+    assert info.value.user_message.startswith("count (n) is not supported")
+    with pytest.raises(ValidationError, match=r"count \(n\) must be an integer from 1 to 4"):
+        CAT.validate("black-forest-labs/flux-kontext-pro/text-to-image", "x", 0, {"n": 7})
