@@ -16,10 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bot.catalog import SANDBOX, micros_to_usd, usd_to_micros
+from bot.catalog import SANDBOX
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, UserError
 from bot.logs import setup_logging
+from bot.money import micros_to_usd, usd_to_micros
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

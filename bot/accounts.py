@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import storage
-from bot.catalog import ASPECT_RATIOS, MICROS_PER_USD, Catalog, micros_to_usd, usd_to_micros
+from bot.catalog import ASPECT_RATIOS, Catalog
 from bot.errors import ValidationError
+from bot.money import MICROS_PER_USD, micros_to_usd, usd_to_micros
 from storage import Database, QuotaStatus, UsageRow
 from storage.periods import utc
 

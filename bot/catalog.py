@@ -15,8 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 from bot.errors import NoRouteError, ValidationError
+from bot.money import MICROS_PER_USD, usd_to_micros
 
-MICROS_PER_USD = 1_000_000
 SEED_MAX = 9_999_999_999
 MAX_PROMPT_CHARS = 2000  # FLUX's T5 encoder reads ~512 tokens; longer prompts are silently cut
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
@@ -446,26 +446,3 @@ class Catalog:
                 for m in self.models
             )
         )
-
-
-def usd_to_micros(value: Any) -> int:
-    """Parse a USD amount ("0.08", 0.08, 1) into integer micro-dollars without float drift."""
-    from decimal import Decimal, InvalidOperation
-
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"not a USD amount: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"not a USD amount: {value!r}")
-    return int((amount * MICROS_PER_USD).to_integral_value(rounding="ROUND_HALF_UP"))
-
-
-def micros_to_usd(micros: int) -> str:
-    """Format micro-dollars for people: $0.04, $0.048612."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS_PER_USD)
-    frac_text = f"{frac:06d}".rstrip("0")
-    if len(frac_text) < 2:
-        frac_text = frac_text.ljust(2, "0")
-    return f"{sign}${whole}.{frac_text}"

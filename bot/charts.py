@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.catalog import MICROS_PER_USD
+from bot.money import MICROS_PER_USD
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,12 @@ from typing import Any
 
 import storage
 from bot import images
-from bot.catalog import SANDBOX, Catalog, Route, ValidatedJob, usd_to_micros
+from bot.catalog import SANDBOX, Catalog, Route, ValidatedJob
 from bot.config import Limits
 from bot.dispatch import Dispatcher
 from bot.errors import UserError
 from bot.inputs import InputStore
+from bot.money import usd_to_micros
 from bot.providers.base import GenerationRequest, OutputImage, ProviderError, ProviderOutput
 from bot.providers.runner import ProviderRunner
 from storage import Database

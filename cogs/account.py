@@ -27,10 +27,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.accounts import USAGE_GROUPS, UsageReport, usage_window
-from bot.catalog import ASPECT_RATIOS, SANDBOX, Model, Route, micros_to_usd
+from bot.catalog import ASPECT_RATIOS, SANDBOX, Model, Route
 from bot.charts import daily_series, spend_chart_png
 from bot.client import answer_privately
 from bot.errors import UserError
+from bot.money import micros_to_usd
 from cogs.delivery import NO_MENTIONS, model_short, role_ids, safe_text
 
 if TYPE_CHECKING:

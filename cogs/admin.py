@@ -17,8 +17,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.accounts import FREE_QUOTA_PERIODS, PERIODS, AccountService, GuildSettings
-from bot.catalog import micros_to_usd
 from bot.errors import UserError
+from bot.money import micros_to_usd
 from cogs.account import can_manage, catalog_choices, reply_error
 from cogs.delivery import NO_MENTIONS, model_short, safe_text
 

@@ -9,8 +9,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.catalog import ASPECT_RATIOS, SANDBOX, micros_to_usd
+from bot.catalog import ASPECT_RATIOS, SANDBOX
 from bot.errors import UserError
+from bot.money import micros_to_usd
 from cogs.delivery import fits, role_ids, start_job, tell_error
 
 if TYPE_CHECKING:

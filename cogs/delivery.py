@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot import images
-from bot.catalog import Catalog, Model, micros_to_usd
+from bot.catalog import Catalog, Model
 from bot.client import NO_MENTIONS, answer_privately, token_gone, user_error_text
 from bot.errors import UserError
 from bot.jobs import InputLoader, JobEvent, JobFailed, JobRequest, JobResult, Stage
+from bot.money import micros_to_usd
 
 if TYPE_CHECKING:
     from bot.client import KontextBot

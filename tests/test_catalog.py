@@ -7,10 +7,9 @@ from bot.catalog import (
     SANDBOX,
     Catalog,
     Kind,
-    micros_to_usd,
-    usd_to_micros,
 )
 from bot.errors import NoRouteError, ValidationError
+from bot.money import micros_to_usd, usd_to_micros
 
 CAT = Catalog.default()
 ALL = ("modelverse", "wavespeed", "vtrix")
