@@ -1,0 +1,3 @@
+from tests.fake_discord.standalone import main
+
+main()
