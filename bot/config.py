@@ -59,6 +59,11 @@ class Limits:
     max_queue: int = 500
     # Inputs read and normalised at once, all jobs together: bounds the raw uploads held in a burst.
     max_inputs_in_flight: int = 4
+    # Seconds a worker's claim on a job lasts unless renewed (every third of it): how long a dead
+    # process's jobs and provider slots stay held before another process takes them over.
+    job_lease: float = 30.0
+    # Seconds a stopping worker gives its running jobs before handing the rest back to the queue.
+    shutdown_grace: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     catalog: Catalog = field(default_factory=Catalog.default)
     config_file: str | None = None
+    files_dir: str | None = None  # KONTEXT_FILES: inputs and undelivered results (default: beside the db)
 
     @property
     def enabled_providers(self) -> tuple[str, ...]:
@@ -143,6 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         limits=limits,
         catalog=catalog,
         config_file=config_file,
+        files_dir=env.get("KONTEXT_FILES", "").strip() or None,
     )
 
 

@@ -42,6 +42,14 @@ class InputStore:
 
         return await asyncio.to_thread(work) if uris else ()
 
+    async def put_many(self, blobs: Sequence[bytes]) -> tuple[str, ...]:
+        """Store images (a job's results, kept until they are delivered); returns their refs."""
+
+        def work() -> tuple[str, ...]:
+            return tuple(self._put(b) for b in blobs)
+
+        return await asyncio.to_thread(work) if blobs else ()
+
     async def data_uris(self, refs: Sequence[str]) -> list[str] | None:
         """The stored inputs as the data URIs a provider takes (they are JPEG or PNG, as
         images.prepare_input wrote them), or None when any is missing."""

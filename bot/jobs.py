@@ -1,9 +1,9 @@
-"""JobService: the one path every image job takes, from a slash command or from the CLI.
+"""JobService: the one path every image job takes, from a slash command, a button or the CLI.
 
-validate against the catalog -> read and normalise inputs -> record the job and reserve its cost
-(one transaction) -> wait for a fair slot -> run the first route, failing over to the next when
-another provider could do better -> settle at the real cost, or refund on any failure.
-Nothing here knows about Discord.
+compose (the server's rules and the member's preferences) -> check against the catalog -> read and
+normalise the inputs -> record the job, reserve its cost and queue it (one transaction) -> a worker
+claims it with a provider slot (bot/worker.py, bot/execution.py) -> settled or refunded -> told.
+Nothing here knows about Discord: both faces call these methods and only render what they return.
 """
 
 from __future__ import annotations
@@ -11,111 +11,54 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import storage
 from bot import images
-from bot.catalog import SANDBOX, Catalog, Route, ValidatedJob
+from bot.catalog import Catalog, Model, Route, ValidatedJob
 from bot.config import Limits
-from bot.dispatch import Dispatcher
 from bot.errors import UserError
+from bot.execution import error_text
 from bot.inputs import InputStore
-from bot.money import usd_to_micros
-from bot.providers.base import GenerationRequest, OutputImage, ProviderError, ProviderOutput
-from bot.providers.runner import ProviderRunner
-from storage import Database
+from bot.outcomes import JobFailed, JobResult
+from bot.requests import DEFAULT_MODEL, Delivery, InputLoader, JobEvent, JobRequest, Stage
+from bot.worker import EventSink, Worker
+from storage import queue
+
+if TYPE_CHECKING:
+    from bot.accounts import AccountService
 
 log = logging.getLogger(__name__)
 
+__all__ = ["InputLoader", "JobEvent", "JobFailed", "JobRequest", "JobResult", "JobService", "Stage"]
+
 SEED_RANGE = 2**31  # seeds the bot picks itself; small enough to read and type back
-RESUME_GRACE = 15.0  # seconds a resumed job past its deadline still gets: a few polls
 
 
-class Stage(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    FAILOVER = "failover"
+class QueueFull(UserError):
+    code = "queue_full"
 
 
 @dataclass(frozen=True)
-class JobEvent:
+class Composed:
+    """A request built from what the member asked, the server's rules and their preferences."""
+
+    request: JobRequest
+    private: bool  # the member wants results shown only to them
+
+
+@dataclass(frozen=True)
+class Submitted:
     job_id: str
-    stage: Stage
-    model: str
-    provider: str | None = None
-    position: int = 0
-    progress: float | None = None
-    elapsed: float = 0.0
+    position: int  # place in line when it was queued (1 = next)
+    reservation: storage.Reservation
 
 
-# Reads one input image when called (a Discord attachment's ``read``, a CLI source), its size
-# already checked. Failures should be UserErrors: run() raises them before anything is recorded.
-InputLoader = Callable[[], Awaitable[bytes]]
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    model: str
-    prompt: str
-    # The inputs: raw bytes already in hand, or loaders that run() calls only inside its intake gate,
-    # so a burst of uploads never holds more than a few raw camera files at once. A list is handed
-    # over: run() empties it, so a queued job holds compact normalised copies, not 3 MB files.
-    images: Sequence[bytes | InputLoader] = ()
-    params: Mapping[str, Any] = field(default_factory=dict)  # canonical names; None = not set
-    provider: str | None = None  # force one route
-    user_id: int | None = None  # None: the local operator (CLI without --user)
-    guild_id: int | None = None
-    channel_id: int | None = None
-    role_ids: Sequence[int] = ()
-    source: str = "cli"  # where it came from: cli, slash, reroll, edit-again, context-menu
-    # False where flagged results must not be shown (a Discord channel that is not age-restricted):
-    # such a result is then refused and refunded rather than posted.
-    nsfw_allowed: bool = True
-
-
-@dataclass(frozen=True)
-class JobResult:
-    job_id: str
-    status: str
-    model: str
-    provider: str
-    images: tuple[OutputImage, ...]
-    seed: int | None
-    cost_micros: int  # what the job cost (the provider's bill or list price)
-    charged_micros: int  # what was taken from a budget: 0 when the free quota paid
-    charged_to: str
-    free_remaining: int | None
-    elapsed: float
-    prompt: str
-    params: Mapping[str, Any]
-
-    @property
-    def sandbox(self) -> bool:
-        return self.provider == SANDBOX
-
-    @property
-    def nsfw(self) -> bool:
-        return any(img.nsfw for img in self.images)
-
-
-class JobFailed(UserError):
-    """A recorded job ended without images. The message names the job and says it was not charged."""
-
-    code = "job_failed"
-
-    def __init__(self, job_id: str, cause: UserError) -> None:
-        super().__init__(f"{cause.user_message} (job {job_id}; you were not charged)")
-        self.job_id = job_id
-        self.cause = cause
-
-
-EventSink = Callable[[JobEvent], Awaitable[None]]
+def fits(model: Model, purpose: str) -> bool:
+    return {"edit": model.can_edit, "combine": model.can_combine, "create": model.can_create}[purpose]
 
 
 class JobService:
@@ -125,31 +68,77 @@ class JobService:
         catalog: Catalog,
         limits: Limits,
         enabled: Sequence[str],
-        runner: ProviderRunner,
-        db: Database,
-        dispatcher: Dispatcher,
+        db: storage.Database,
+        worker: Worker,
         inputs: InputStore,
+        accounts: AccountService,
         pillow: Executor | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.catalog = catalog
         self.limits = limits
         self.enabled = tuple(enabled)
-        self.runner = runner
         self.db = db
-        self.dispatcher = dispatcher
+        self.worker = worker
         self.inputs = inputs
+        self.accounts = accounts
         self.pillow = pillow
         self._rng = rng or random.Random()
-        self._stopping = False
         # Reading and normalising inputs happens under this gate: raw uploads exist for only a
         # few inputs at a time, however many jobs arrive at once.
         self._intake = asyncio.Semaphore(max(1, limits.max_inputs_in_flight))
 
-    def begin_shutdown(self) -> None:
-        """From now on, a cancelled job is being interrupted by a stop, not by its user: it keeps its
-        recorded state (running + task id, or queued) so ``recover`` resumes or refunds it on start."""
-        self._stopping = True
+    # --- building a request ------------------------------------------------------------------
+
+    async def compose(
+        self,
+        *,
+        purpose: str,
+        model: str | None,
+        prompt: str,
+        params: dict[str, Any],
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        role_ids: Sequence[int] = (),
+        source: str = "slash",
+        age_restricted: bool = False,
+        image_count: int = 0,
+    ) -> Composed:
+        """What a member asked, made into a checked request. The rules live here so every face gets
+        them: image commands only in the server's allowed channels; the command's model, else the
+        member's default model when it fits the command, else the command's default; the member's
+        aspect ratio for new jobs whose model takes one (an edit keeps its image's shape, a Re-roll
+        its own); adult-flagged results only in age-restricted channels. Raises UserError."""
+        if guild_id and not await self.accounts.channel_allowed(guild_id, channel_id):
+            raise UserError("Image commands are not enabled in this channel; ask an admin which ones are.")
+        prefs = await self.accounts.settings(user_id)
+        model_id = model or self._preferred(prefs.default_model, purpose) or DEFAULT_MODEL[purpose]
+        if source != "reroll" and params.get("aspect_ratio") is None and prefs.aspect_ratio:
+            if purpose != "edit" and "aspect_ratio" in self.catalog.get(model_id).params:
+                params = {**params, "aspect_ratio": prefs.aspect_ratio}
+        request = JobRequest(
+            model=model_id,
+            prompt=prompt,
+            params=params,
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            role_ids=tuple(role_ids),
+            source=source,
+            nsfw_allowed=age_restricted,
+        )
+        self.check(request, image_count=image_count)
+        return Composed(request, prefs.private_results)
+
+    def _preferred(self, model_id: str | None, purpose: str) -> str | None:
+        if not model_id:
+            return None
+        try:
+            model = self.catalog.get(model_id)
+        except UserError:
+            return None
+        return model.id if fits(model, purpose) else None
 
     def check(self, req: JobRequest, image_count: int | None = None) -> tuple[ValidatedJob, list[Route]]:
         """Validate a request and find its routes, with no side effect. Raises UserError.
@@ -158,106 +147,85 @@ class JobService:
         job = self.catalog.validate(req.model, req.prompt, count, req.params)
         return job, self.catalog.routes_for(job, self.enabled, req.provider)
 
-    async def run(self, req: JobRequest, on_event: EventSink | None = None) -> JobResult:
-        """Run one job to the end. Raises UserError (nothing recorded) or JobFailed (recorded, refunded)."""
-        started = time.monotonic()
+    # --- queueing and running ----------------------------------------------------------------
+
+    async def submit(
+        self, req: JobRequest, *, delivery: Delivery | None = None, pinned: bool = False
+    ) -> Submitted:
+        """Record, reserve and queue a job; a worker runs it. Raises UserError before anything is
+        recorded (a broken rule, an unreadable input, a full queue) or QuotaExceeded (the refusal is
+        recorded, with its job id). ``pinned``: only this process's worker may run it."""
         job, routes = self.check(req)
         raw: list[bytes | InputLoader | None] = list(req.images)
         if isinstance(req.images, list):
-            req.images.clear()  # handed over: the raw uploads are freed once normalised (see JobRequest)
+            req.images.clear()  # handed over: the raw uploads are freed once normalised
         prepared = await asyncio.gather(*(self._intake_one(raw, i) for i in range(len(raw))))
         del raw
         params = dict(job.params)
         if "seed" in params and params["seed"] == -1:
             params["seed"] = self._rng.randrange(SEED_RANGE)
-        # While it waits, a job keeps only references to its normalised inputs on disk; the data
-        # URIs are built again when its turn comes (a deep queue would otherwise hold them all).
+        # While it waits, a job keeps only references to its normalised inputs on disk.
         input_refs = await self.inputs.put_data_uris([p.data_uri for p in prepared])
         del prepared
-        reservation = await storage.accept_job(
-            self.db,
-            storage.NewJob(
-                model=job.model.id,
-                prompt=job.prompt,
-                images=job.count,
-                price_micros=max(r.price_micros for r in routes),  # reserve enough for any route
-                free_quota=job.model.free_quota,
-                user_id=req.user_id,
-                guild_id=req.guild_id,
-                channel_id=req.channel_id,
-                roles=tuple(req.role_ids),
-                params=params,
-                meta={"input_refs": list(input_refs), "source": req.source},
-                kind=str(job.model.kind),
-                input_count=len(input_refs),
-                deadline_s=self.limits.job_deadline,
-            ),
-        )
-        job_id = reservation.job_id
-
-        async def emit(stage: Stage, **kw: Any) -> None:
-            if on_event is None:
-                return
-            try:
-                await on_event(
-                    JobEvent(job_id, stage, job.model.id, elapsed=time.monotonic() - started, **kw)
-                )
-            except Exception:  # showing progress is best effort; the job goes on
-                log.exception("job %s: progress callback failed", job_id)
-
-        async def on_position(position: int) -> None:
-            await emit(Stage.QUEUED, position=position)
-
-        try:
-            async with self.dispatcher.slot(req.user_id, on_position if on_event is not None else None):
-                output, route = await self._dispatch(job_id, job, params, input_refs, routes, emit, started)
-        except UserError as exc:
-            status = "refused" if _is_refusal(exc) else "failed"
-            await storage.fail_job(self.db, job_id, status=status, error=_error_text(exc))
-            raise JobFailed(job_id, exc) from exc
-        except asyncio.CancelledError:
-            if not self._stopping:
-                await asyncio.shield(
-                    storage.fail_job(self.db, job_id, status="cancelled", error="cancelled by the user")
-                )
-            raise
-        except Exception as exc:
-            log.exception("job %s failed unexpectedly", job_id)
-            await storage.fail_job(
-                self.db, job_id, status="failed", error=f"internal error: {type(exc).__name__}"
-            )
-            raise JobFailed(job_id, UserError("Something went wrong on our side.")) from exc
-
-        if not req.nsfw_allowed and any(img.nsfw for img in output.images):
-            await storage.fail_job(
-                self.db, job_id, status="refused", error="content_refused: flagged as adult content"
-            )
-            raise JobFailed(
-                job_id,
-                UserError(
-                    "The provider flagged this result as adult content, which can only be posted "
-                    "in age-restricted channels."
-                ),
-            )
-        settlement = await self._settle(job_id, output, route)
-        free_left = reservation.free_remaining
-        if free_left is not None and reservation.charged_to == "free":
-            free_left += settlement.returned_images  # fewer images delivered than reserved
-        return JobResult(
-            job_id=job_id,
-            status="succeeded",
+        new = storage.NewJob(
             model=job.model.id,
-            provider=route.provider,
-            images=output.images,
-            seed=params.get("seed"),
-            cost_micros=settlement.cost_micros,
-            charged_micros=settlement.charged_micros,
-            charged_to=reservation.charged_to,
-            free_remaining=free_left,
-            elapsed=time.monotonic() - started,
             prompt=job.prompt,
+            images=job.count,
+            price_micros=max(r.price_micros for r in routes),  # reserve enough for any route
+            free_quota=job.model.free_quota,
+            user_id=req.user_id,
+            guild_id=req.guild_id,
+            channel_id=req.channel_id,
+            roles=tuple(req.role_ids),
             params=params,
+            meta={"input_refs": list(input_refs), "source": req.source, "nsfw_allowed": req.nsfw_allowed},
+            kind=str(job.model.kind),
+            input_count=len(input_refs),
+            deadline_s=self.limits.job_deadline,
         )
+        try:
+            reservation = await queue.enqueue(
+                self.db,
+                new,
+                routes=[queue.RouteChoice(r.provider, r.provider_model, r.price_micros) for r in routes],
+                delivery=None if delivery is None else delivery.to_json(),
+                pinned_to=self.worker.id if pinned else None,
+                lease_s=self.limits.job_lease,
+                max_queue=self.limits.max_queue,
+            )
+        except queue.QueueFull as exc:
+            raise QueueFull(
+                f"The queue is full ({exc.waiting} jobs waiting). Please try again in a few minutes."
+            ) from None
+        if pinned:
+            self.worker.hold(reservation.job_id)
+        positions = await queue.positions(self.db)
+        return Submitted(reservation.job_id, positions.get(reservation.job_id, 0), reservation)
+
+    async def run(self, req: JobRequest, on_event: EventSink | None = None) -> JobResult:
+        """Queue a job for this process's own worker and wait for it (the CLI, tests). Raises
+        UserError (nothing recorded), QuotaExceeded, or JobFailed (recorded, refunded). If the
+        caller is cancelled, the job is cancelled and refunded too."""
+        submitted = await self.submit(req, pinned=True)
+        job_id = submitted.job_id
+        future = self.worker.local.expect(job_id, on_event)
+        if on_event is not None:
+            await on_event(JobEvent(job_id, Stage.QUEUED, req.model, position=submitted.position))
+        await self.worker.start()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not self.worker.stopping:
+                await asyncio.shield(self._cancel_quietly(job_id))
+            raise
+        finally:
+            self.worker.local.forget(job_id)
+
+    async def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            await queue.cancel(self.db, job_id, error=error_text(_Cancelled("cancelled by the user")))
+        except Exception:
+            log.exception("job %s: could not cancel it", job_id)
 
     async def _intake_one(self, raw: list[bytes | InputLoader | None], i: int) -> images.PreparedImage:
         """Read (if it is a loader) and normalise input ``i`` inside the intake gate, then let go of
@@ -269,73 +237,39 @@ class JobService:
             del source
             return await images.prepare_input(data, self.limits, self.pillow)
 
-    async def _settle(self, job_id: str, output: ProviderOutput, route: Route) -> storage.Settlement:
-        actual = _actual_cost(output, route, len(output.images))
-        return await storage.complete_job(
-            self.db, job_id, images_delivered=len(output.images), actual_micros=actual
+    # --- after a job ---------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, *, user_id: int, is_admin: bool) -> storage.Job:
+        """The requester (or an admin) cancels an unfinished job: refunded at once, stopped wherever
+        it runs, told. Raises UserError when it is not theirs or no longer running."""
+        record = await self.get_owned(job_id, user_id, is_admin, "cancel it")
+        cancelled = await queue.cancel(
+            self.db, job_id, actor=user_id, error=error_text(_Cancelled("cancelled by the member"))
         )
+        if cancelled is None:
+            raise UserError(f"Job {job_id} is no longer running, so there is nothing to cancel.")
+        self.worker.reap_soon()  # a queued job has no worker to tell its member: the reaper does
+        return record
 
-    async def _dispatch(
-        self,
-        job_id: str,
-        job: ValidatedJob,
-        params: dict[str, Any],
-        input_refs: Sequence[str],
-        routes: list[Route],
-        emit: Callable[..., Awaitable[None]],
-        started: float,
-    ) -> tuple[ProviderOutput, Route]:
-        # The same deadline the job was recorded with at acceptance: time in the queue counts too.
-        deadline = started + self.limits.job_deadline
-        inputs = await self.inputs.data_uris(input_refs)
-        if inputs is None:
-            raise UserError("This job's input images could not be read back; please send them again.")
-        last: ProviderError | None = None
-        for i, route in enumerate(routes):
-            if i:
-                await emit(Stage.FAILOVER, provider=route.provider)
-            await storage.mark_running(
-                self.db, job_id, route.provider, route.provider_model, price_micros=route.price_micros
-            )
-            await emit(Stage.RUNNING, provider=route.provider)
-            req = GenerationRequest(
-                provider_model=route.provider_model,
-                prompt=job.prompt,
-                images=tuple(inputs),
-                params={k: v for k, v in params.items() if v is not None and k in route.params},
-            )
+    async def get_owned(self, job_id: str, user_id: int, is_admin: bool, action: str) -> storage.Job:
+        """The job, if ``user_id`` asked for it or is an admin; else a UserError naming who may."""
+        record = await self.get(job_id)
+        if record is None:
+            raise UserError(f"Job {job_id} is no longer on record.")
+        if record.user_id != user_id and not is_admin:
+            raise UserError(f"Only the member who asked for this job, or an admin, can {action}.")
+        return record
 
-            async def on_task(task_id: str, _route: Route = route) -> None:
-                await storage.set_task_id(self.db, job_id, task_id)
-
-            async def on_progress(progress: float | None, _route: Route = route) -> None:
-                await emit(Stage.RUNNING, provider=_route.provider, progress=progress)
-
-            try:
-                output = await self.runner.run(
-                    route, req, deadline=deadline, on_task=on_task, on_progress=on_progress
-                )
-            except ProviderError as exc:
-                log.warning("job %s: %s failed: %s (%s)", job_id, route.provider, exc.code, exc.user_message)
-                last = exc
-                if exc.failover and time.monotonic() < deadline:
-                    continue
-                raise
-            if not output.images:
-                last = ProviderError("The provider finished without any image.", provider=route.provider)
-                continue
-            return output, route
-        assert last is not None
-        raise last
+    async def refund_undelivered(self, job_id: str, reason: str) -> storage.Refund:
+        """The job ran but nobody received its images (the CLI could not write them): give back
+        what it was charged."""
+        return await storage.refund_job(self.db, job_id, reason=reason)
 
     async def get(self, job_id: str) -> storage.Job | None:
         return await storage.get_job(self.db, job_id)
 
     async def history(self, user_id: int, guild_id: int | None, limit: int = 10) -> list[storage.Job]:
         return await storage.list_jobs(self.db, user_id=user_id, guild_id=guild_id, limit=limit)
-
-    async def set_posted(self, job_id: str, channel_id: int, message_id: int) -> None:
-        await storage.set_posted(self.db, job_id, channel_id, message_id)
 
     async def stored_inputs(self, record: storage.Job) -> list[bytes]:
         """A recorded job's input images, for a Re-roll. Raises UserError when they are gone."""
@@ -344,83 +278,6 @@ class JobService:
             raise UserError("This job's input images are no longer stored, so it cannot be re-rolled.")
         return data
 
-    async def recover(
-        self, deliver: Callable[[str, JobResult | JobFailed], Awaitable[None]] | None = None
-    ) -> int:
-        """After a restart: resume jobs whose provider task can still be polled, refund the rest.
-        ``deliver`` is told each outcome (the bot posts it to the job's channel). Returns how many."""
-        unfinished = await storage.unfinished_jobs(self.db)
-        tasks = [self._recover_one(rec, deliver) for rec in unfinished]
-        await asyncio.gather(*tasks)
-        return len(tasks)
 
-    async def _recover_one(self, rec: storage.Job, deliver: Callable[..., Awaitable[None]] | None) -> None:
-        outcome: JobResult | JobFailed
-        try:
-            if not rec.provider or rec.status == "queued":
-                raise UserError("The bot restarted before this job reached the provider.")
-            if not rec.task_id or rec.provider not in self.runner.enabled():
-                # A synchronous API (UModelverse) answers inside the request the restart cut off.
-                raise UserError(
-                    "The bot restarted while the provider was working on this job, and this "
-                    "provider cannot be asked for it again."
-                )
-            route = self.catalog.get(rec.model).route(rec.provider)
-            if route is None:
-                raise UserError("This model is no longer served by that provider.")
-            # The job keeps the deadline it was accepted with: a restart does not buy it another
-            # job_deadline. Past it, a short grace still collects a task that finished meanwhile.
-            left = (rec.deadline_at - datetime.now(UTC)).total_seconds()
-            output = await self.runner.resume(
-                rec.provider, rec.task_id, deadline=time.monotonic() + max(left, RESUME_GRACE)
-            )
-            settlement = await self._settle(rec.id, output, route)
-            outcome = JobResult(
-                job_id=rec.id,
-                status="succeeded",
-                model=rec.model,
-                provider=route.provider,
-                images=output.images,
-                seed=rec.params.get("seed"),
-                cost_micros=settlement.cost_micros,
-                charged_micros=settlement.charged_micros,
-                charged_to=settlement.charged_to or "",
-                free_remaining=None,
-                elapsed=0.0,
-                prompt=rec.prompt,
-                params=rec.params,
-            )
-        except UserError as exc:
-            await storage.fail_job(self.db, rec.id, status="failed", error=_error_text(exc))
-            outcome = JobFailed(rec.id, exc)
-        except Exception as exc:
-            log.exception("recovering job %s failed", rec.id)
-            await storage.fail_job(
-                self.db, rec.id, status="failed", error=f"recovery failed: {type(exc).__name__}"
-            )
-            outcome = JobFailed(rec.id, UserError("The bot restarted and could not finish this job."))
-        if deliver is not None:
-            try:
-                await deliver(rec.id, outcome)
-            except Exception:
-                log.exception("could not deliver recovered job %s", rec.id)
-
-
-def _actual_cost(output: ProviderOutput, route: Route, delivered: int) -> int:
-    """The provider's reported charge when it gives one, else the list price of what was delivered."""
-    if output.cost_usd is not None:
-        try:
-            return usd_to_micros(output.cost_usd)
-        except ValueError:
-            log.warning(
-                "%s reported an unreadable cost %r; using the list price", route.provider, output.cost_usd
-            )
-    return route.price_micros * delivered
-
-
-def _is_refusal(exc: UserError) -> bool:
-    return exc.code in ("content_refused", "invalid_request")
-
-
-def _error_text(exc: UserError) -> str:
-    return f"{exc.code}: {exc.user_message}"[:500]
+class _Cancelled(UserError):
+    code = "cancelled"

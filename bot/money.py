@@ -31,3 +31,23 @@ def micros_to_usd(micros: int) -> str:
     if len(frac_text) < 2:
         frac_text = frac_text.ljust(2, "0")
     return f"{sign}${whole}.{frac_text}"
+
+
+def price(micros: int) -> str:
+    """A price or one job's cost for people: at most four decimals, at least two ($0.0972, $0.04)."""
+    return _rounded(micros, 4)
+
+
+def total(micros: int) -> str:
+    """A sum of money for people (spent, left, budgets): to the cent ($12.35)."""
+    return _rounded(micros, 2, fixed=True)
+
+
+def _rounded(micros: int, places: int, *, fixed: bool = False) -> str:
+    step = MICROS_PER_USD // 10**places
+    units = (abs(micros) + step // 2) // step  # half up, away from zero
+    whole, frac = divmod(units, 10**places)
+    text = f"{frac:0{places}d}"
+    if not fixed:
+        text = text.rstrip("0").ljust(2, "0")
+    return f"{'-' if micros < 0 and units else ''}${whole}.{text}"

@@ -19,8 +19,8 @@ from discord.ext import commands
 from bot.accounts import FREE_QUOTA_PERIODS, PERIODS, AccountService, GuildSettings
 from bot.errors import UserError
 from bot.money import micros_to_usd
-from cogs.account import can_manage, catalog_choices, reply_error
-from cogs.delivery import NO_MENTIONS, model_short, safe_text
+from cogs.choices import catalog_choices
+from cogs.replies import NO_MENTIONS, can_manage, model_short, reply_error, safe_text
 
 if TYPE_CHECKING:
     from bot.client import KontextBot

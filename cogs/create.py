@@ -9,10 +9,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.catalog import ASPECT_RATIOS, SANDBOX
+from bot.catalog import ASPECT_RATIOS
 from bot.errors import UserError
-from bot.money import micros_to_usd
-from cogs.delivery import fits, role_ids, start_job, tell_error
+from cogs.choices import model_choices
+from cogs.replies import tell_error
+from cogs.starting import start_job
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -30,40 +31,6 @@ TUNING_HELP = {
 }
 ASPECT_CHOICES = [app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-
-
-async def model_choices(
-    bot: KontextBot, interaction: discord.Interaction, current: str, purpose: str
-) -> list[app_commands.Choice[str]]:
-    """Models fit for the command, labelled with price and the member's free images left."""
-    svc = bot.services
-    left: dict[str, int] = {}
-    try:
-        quota = await svc.accounts.quota(
-            interaction.user.id, interaction.guild_id, role_ids(interaction.user)
-        )
-        left = {f.model: f.remaining for f in quota.status.free}
-    except Exception:  # autocomplete must answer within 3 s, with or without the numbers
-        log.exception("autocomplete quota lookup failed")
-    enabled = set(svc.jobs.enabled)
-    needle = current.lower()
-    choices = []
-    for m in svc.settings.catalog.models:
-        if not fits(m, purpose) or (needle and needle not in m.id.lower() and needle not in m.label.lower()):
-            continue
-        routes = [r for r in m.routes if r.provider in enabled]
-        if not routes:
-            continue
-        # The first enabled route is the one a job takes, so its price is the one to show.
-        first = routes[0]
-        price = f"{micros_to_usd(first.price_micros)}/image"
-        if first.provider == SANDBOX:
-            price = "free (sandbox)"
-        label = f"{m.label} — {price}"
-        if m.id in left and first.provider != SANDBOX:
-            label += f" · {left[m.id]} free left"
-        choices.append(app_commands.Choice(name=label[:100], value=m.id))
-    return choices[:25]
 
 
 class PromptModal(discord.ui.Modal, title="Edit with Kontext"):

@@ -33,6 +33,16 @@ class JobNotFound(StorageError):
     code = "not_found"
 
 
+class QueueFull(StorageError):
+    """So many jobs are waiting that a new one is not taken (nothing was recorded)."""
+
+    code = "queue_full"
+
+    def __init__(self, *, waiting: int) -> None:
+        super().__init__(f"{waiting} jobs are waiting")
+        self.waiting = waiting
+
+
 class QuotaRefused(QuotaExceeded):
     """QuotaExceeded with the figures behind the message; the refused job is recorded."""
 
@@ -44,6 +54,22 @@ class QuotaRefused(QuotaExceeded):
         self.cost_micros = cost_micros
         self.free_remaining = free_remaining
         self.resets_at = resets_at
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    """One way to run a job, as recorded at acceptance: the queue grants slots by ``provider``."""
+
+    provider: str
+    provider_model: str
+    price_micros: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"provider": self.provider, "model": self.provider_model, "price": self.price_micros}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RouteChoice:
+        return cls(str(d["provider"]), str(d["model"]), int(d["price"]))
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,18 @@ class Job:
     result_urls: tuple[str, ...]
     posted_channel_id: int | None
     posted_message_id: int | None
+    # The queue (storage/queue.py): how the job may run, who holds it, where its member sees it.
+    routes: tuple[RouteChoice, ...] = ()
+    tried: tuple[str, ...] = ()  # providers that failed it (failover skips them)
+    not_before: datetime | None = None  # held back until then (a busy provider's back-off)
+    waiting_reason: str | None = None  # e.g. "provider_busy:wavespeed"
+    pinned_to: str | None = None  # only this worker may run it (a CLI waiting for its own job)
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    run_started_at: datetime | None = None  # when the attempt that is (or was) running began
+    delivery: Mapping[str, Any] | None = None  # where its member sees it (bot.requests.Delivery)
+    delivered_at: datetime | None = None  # when its member was shown how it ended
+    result_refs: tuple[str, ...] = ()  # its stored images, until they are delivered
 
     @property
     def finished(self) -> bool:
@@ -109,15 +147,30 @@ class Job:
     @classmethod
     def from_row(cls, row: Any) -> Job:
         d = {name: row[name] for name in _JOB_FIELDS}  # columns a later migration adds are ignored
-        for name in ("created_at", "updated_at", "started_at", "finished_at", "deadline_at"):
+        for name in _TIMES:
             d[name] = from_db(d[name])
         d["params"] = json.loads(d["params"])
         d["meta"] = json.loads(d["meta"])
         d["result_urls"] = tuple(json.loads(d["result_urls"]))
+        d["routes"] = tuple(RouteChoice.from_json(r) for r in json.loads(d["routes"]))
+        d["tried"] = tuple(json.loads(d["tried"]))
+        d["delivery"] = json.loads(d["delivery"]) if d["delivery"] else None
+        d["result_refs"] = tuple(json.loads(d["result_refs"]))
         return cls(**d)
 
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
+_TIMES = (
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "deadline_at",
+    "not_before",
+    "lease_expires_at",
+    "run_started_at",
+    "delivered_at",
+)
 
 
 @dataclass(frozen=True)
@@ -228,6 +281,12 @@ def _accept(conn: Conn, job: NewJob, job_id: str, now: datetime) -> ledger.Decis
 async def accept_job(db: Database, job: NewJob, *, now: datetime | None = None) -> Reservation:
     """Record the job and reserve its estimate in one transaction; or record it as refused and
     raise QuotaRefused (a QuotaExceeded) saying what is left, what it would cost, when it resets."""
+    return await accept_with(db, job, utc(now), _accept)
+
+
+async def accept_with(db: Database, job: NewJob, now: datetime, op: Any, *args: Any) -> Reservation:
+    """``accept_job`` with another operation in its place: ``op(conn, job, job_id, now, *args)``
+    must call ``_accept`` and return its decision (the queue adds its own columns this way)."""
     if job.images < 1:
         raise ValueError("a job makes at least one image")
     if job.price_micros < 0 or job.free_quota < 0:
@@ -235,7 +294,7 @@ async def accept_job(db: Database, job: NewJob, *, now: datetime | None = None) 
     for attempt in range(5):
         job_id = job.job_id or new_job_id()
         try:
-            decision = await db.write(_accept, job, job_id, utc(now))
+            decision = await db.write(op, job, job_id, now, *args)
             break
         except sqlite3.IntegrityError:
             # Two jobs drew the same id in the same millisecond (the transaction rolled back whole).

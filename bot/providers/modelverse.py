@@ -42,6 +42,7 @@ _PARAMS = {
 class ModelverseAdapter(BearerKeyAdapter):
     name = NAME
     label = "UModelverse"
+    synchronous = True  # one request makes the images: there is no task to ask about again
 
     def build_submit(self, req: GenerationRequest) -> HttpCall:
         body: dict[str, Any] = {"model": req.provider_model, "prompt": req.prompt}

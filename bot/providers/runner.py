@@ -1,12 +1,9 @@
-"""Runs one route: picks the adapter (or the sandbox), bounds each provider's concurrency.
-
-Default provider accounts limit tasks in flight (WaveSpeed: 2, BFL: 24); going past that earns
-429s, so each provider gets a semaphore sized by ``ProviderSettings.max_concurrency``.
-"""
+"""Runs one route: the sandbox locally, every other provider through its adapter and the one HTTP
+client. How many jobs a provider gets at once is the queue's business (storage/queue.py grants a
+provider slot with every claim), so nothing here waits for capacity."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 
@@ -21,13 +18,11 @@ class ProviderRunner:
         self,
         client: ProviderClient,
         adapters: Mapping[str, Adapter],
-        concurrency: Mapping[str, int],
         pillow: Executor | None = None,  # the sandbox draws its images with Pillow
     ) -> None:
         self._client = client
         self._pillow = pillow
         self._adapters = dict(adapters)
-        self._slots = {name: asyncio.Semaphore(max(1, concurrency.get(name, 8))) for name in adapters}
 
     @property
     def client(self) -> ProviderClient:
@@ -35,6 +30,10 @@ class ProviderRunner:
 
     def enabled(self) -> tuple[str, ...]:
         return tuple(self._adapters)
+
+    def resumable(self) -> tuple[str, ...]:
+        """Providers whose tasks can be asked about again by id (not the synchronous ones)."""
+        return tuple(name for name, a in self._adapters.items() if not getattr(a, "synchronous", False))
 
     async def run(
         self,
@@ -47,11 +46,9 @@ class ProviderRunner:
     ) -> ProviderOutput:
         if route.provider == sandbox.NAME:
             return await sandbox.run(req, self._pillow)
-        adapter = self._adapters[route.provider]
-        async with self._slots[route.provider]:
-            return await self._client.run(
-                adapter, req, deadline=deadline, on_task=on_task, on_progress=on_progress
-            )
+        return await self._client.run(
+            self._adapters[route.provider], req, deadline=deadline, on_task=on_task, on_progress=on_progress
+        )
 
     async def resume(
         self,
@@ -62,5 +59,4 @@ class ProviderRunner:
         on_progress: Callable[[float | None], Awaitable[None]] | None = None,
     ) -> ProviderOutput:
         adapter = self._adapters[provider]  # KeyError: that provider is no longer configured
-        async with self._slots[provider]:
-            return await self._client.resume(adapter, task_id, deadline=deadline, on_progress=on_progress)
+        return await self._client.resume(adapter, task_id, deadline=deadline, on_progress=on_progress)

@@ -1,0 +1,126 @@
+"""Every waiting job's message shows its true place in line, calmly.
+
+One process at a time paints the waiting room (it holds the ``waiting-room`` role in the database;
+any process can take over when the holder dies). It reads the queue in the order claims serve it
+and edits the messages whose place changed, with three bounds: a message is edited only when what
+it shows changes, at most once every ``bot.progress_every`` seconds; at most ``rate`` edits per
+second in all, however deep the queue (the messages not shown longest go first, so nobody's place
+goes stale for ever); and never while a claim is being made in this process (the worker's claim
+gate), so a position shown is the position the job had when its edit reached Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bot.requests import Delivery
+from cogs.board import Reach
+from cogs.presenter import queued_text
+from cogs.views import cancel_view
+from storage import queue
+
+if TYPE_CHECKING:
+    from bot.client import KontextBot
+
+log = logging.getLogger(__name__)
+
+ROLE = "waiting-room"
+EVERY = 2.0  # seconds between two looks at the line, at most (sooner when it moves)
+RATE = 4.0  # position edits per second, all messages together
+EDIT_TIMEOUT = 2.0  # a position edit slower than this is let go (the next look retries it)
+
+
+class WaitingRoom:
+    def __init__(
+        self,
+        bot: KontextBot,
+        *,
+        owner: str,
+        every: float = EVERY,
+        rate: float = RATE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bot = bot
+        self.owner = owner
+        self.every = every
+        self.rate = rate
+        self.clock = clock
+        self._shown: dict[str, tuple[str, float]] = {}  # job id -> (text, when)
+        self._moved = asyncio.Event()
+        self.edits = 0
+
+    def moved(self) -> None:
+        self._moved.set()
+
+    async def run(self) -> None:
+        stop_listening = await self.bot.services.db.listen(queue.QUEUE_CHANNEL, self._on_queue)
+        try:
+            while True:
+                try:
+                    if await queue.hold_role(self.bot.services.db, ROLE, self.owner, ttl=self.every * 5):
+                        await self.paint()
+                except Exception:
+                    log.exception("painting the waiting room failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._moved.wait(), self.every)
+                self._moved.clear()
+                await asyncio.sleep(min(self.every, 0.25))  # coalesce a burst of moves into one look
+        finally:
+            with contextlib.suppress(Exception):
+                await stop_listening()
+
+    async def _on_queue(self, _payload: str) -> None:
+        self.moved()
+
+    async def admit(self, job_id: str, delivery: Delivery) -> None:
+        """A job this process just queued: show its place at once."""
+        async with self.bot.services.worker.claim_gate:
+            waiting = {w.job_id: w for w in await queue.waiting(self.bot.services.db)}
+            entry = waiting.get(job_id)
+            if entry is not None:
+                await self._edit(job_id, delivery, self._text(entry))
+
+    async def paint(self) -> None:
+        now = self.clock()
+        spacing = self.bot.progress_every
+        async with self.bot.services.worker.claim_gate:
+            line = await queue.waiting(self.bot.services.db)
+            due = []
+            for entry in line:
+                if entry.delivery is None:
+                    continue
+                text = self._text(entry)
+                shown, when = self._shown.get(entry.job_id, (None, float("-inf")))
+                if text != shown and now - when >= spacing:
+                    due.append((when, entry.position, entry, text))
+            due.sort(key=lambda d: (d[0], d[1]))  # longest unchanged first, then the front of the line
+            budget = max(1, int(self.rate * self.every))
+            edits = [
+                self._edit(e.job_id, Delivery.from_json(e.delivery), text) for _, _, e, text in due[:budget]
+            ]
+            if edits:
+                with contextlib.suppress(TimeoutError):  # let a slow edit go: the next look retries it
+                    await asyncio.wait_for(asyncio.gather(*edits, return_exceptions=True), EDIT_TIMEOUT)
+        waiting_ids = {e.job_id for e in line}
+        for job_id in list(self._shown):
+            if job_id not in waiting_ids:
+                del self._shown[job_id]
+
+    @staticmethod
+    def _text(entry: queue.Waiting) -> str:
+        reason = entry.waiting_reason or ""
+        busy = reason.split(":", 1)[1] if reason.startswith("provider_busy:") else None
+        return queued_text(entry.job_id, entry.position, busy)
+
+    async def _edit(self, job_id: str, delivery: Delivery, text: str) -> None:
+        self._shown[job_id] = (text, self.clock())
+        self.edits += 1
+        try:
+            await Reach(self.bot, delivery).edit(content=text, view=cancel_view(job_id))
+        except Exception as exc:  # a position is best effort; the next look tries again
+            log.debug("job %s: position edit failed: %r", job_id, exc)

@@ -1,0 +1,91 @@
+"""Recovery: what a dead process left behind is taken over by a live one (see reap)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from storage import jobs as _jobs
+from storage.conn import Conn
+from storage.db import Database
+from storage.periods import to_db, utc
+from storage.queue import QUEUE_CHANNEL
+
+
+@dataclass(frozen=True)
+class Reaped:
+    requeued: list[str]  # running jobs of a dead worker, handed back to be resumed by task id
+    refunded: list[str]  # jobs that cannot go on: refunded (their members are told via ``finish``)
+    finish: list[_jobs.Job]  # finished jobs nobody has told yet; now leased to the reaper to tell
+
+
+async def _reap(
+    conn: Conn, worker: str, resumable: frozenset[str], lease_s: float, limit: int, now: datetime
+) -> Reaped:
+    at = to_db(now)
+    requeued, refunded = [], []
+    rows = await conn.fetchall(
+        "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND ("
+        " (lease_expires_at IS NOT NULL AND lease_expires_at < :now) OR deadline_at < :now) "
+        "ORDER BY created_at LIMIT :n",
+        {"now": at, "n": limit},
+    )
+    for row in rows:
+        job = _jobs.Job.from_row(row)
+        expired = job.lease_expires_at is not None and job.lease_expires_at < now
+        if job.status == "queued" and not job.pinned_to and not (job.deadline_at < now):
+            continue
+        if job.status == "running" and not expired and not job.deadline_at < now - timedelta(seconds=lease_s):
+            continue  # a live worker enforces its own deadline; a dead one's jobs are ours below
+        if job.pinned_to and expired:
+            error = "interrupted: the command that started this job stopped before it finished"
+        elif job.status == "queued":
+            error = "timeout: the job waited in the queue past its deadline"
+        elif job.task_id and job.provider in resumable and job.deadline_at > now:
+            await conn.execute(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
+                "updated_at = :now WHERE id = :id AND status = 'running'",
+                {"now": at, "id": job.id},
+            )
+            requeued.append(job.id)
+            continue
+        elif job.task_id:
+            error = "timeout: the provider did not finish this job before its deadline"
+        else:
+            error = "interrupted: the bot restarted while the provider was working on this job"
+        if await _jobs._refund_open(conn, job, "failed", error, now):
+            refunded.append(job.id)
+    if requeued:
+        conn.notify(QUEUE_CHANNEL)
+    # Finished but never told (the worker died between settling and posting, or someone else
+    # cancelled a queued job): lease them to this process, which tells the member.
+    untold = await conn.fetchall(
+        "SELECT * FROM jobs WHERE delivered_at IS NULL AND delivery IS NOT NULL "
+        "AND status IN ('succeeded', 'failed', 'refused', 'cancelled') "
+        "AND (lease_owner IS NULL OR lease_expires_at < :now) ORDER BY created_at LIMIT :n",
+        {"now": at, "n": limit},
+    )
+    until = to_db(now + timedelta(seconds=lease_s))
+    await conn.executemany(
+        "UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id = ?",
+        [(worker, until, r["id"]) for r in untold],
+    )
+    finish = [replace(_jobs.Job.from_row(r), lease_owner=worker) for r in untold]
+    return Reaped(requeued, refunded, finish)
+
+
+async def reap(
+    db: Database,
+    worker: str,
+    *,
+    resumable: Iterable[str],
+    lease_s: float = 30.0,
+    limit: int = 200,
+    now: datetime | None = None,
+) -> Reaped:
+    """Take over what dead workers left: a running job whose lease expired goes back to the queue
+    when its provider task can be polled again (``resumable`` providers, with a task id, before its
+    deadline), else it is refunded; a CLI job whose command died, and a job that waited past its
+    deadline, are refunded. Finished jobs whose members were never told are leased to ``worker``."""
+    return await db.write(_reap, worker, frozenset(resumable), lease_s, limit, utc(now))
