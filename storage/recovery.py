@@ -20,6 +20,31 @@ class Reaped:
     finish: list[_jobs.Job]  # finished jobs nobody has told yet; now leased to the reaper to tell
 
 
+def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: datetime) -> str | None:
+    """What becomes of an unfinished job: None (leave it), "resume" (back in line to be polled
+    by its task id), or the error it is refunded with."""
+    lapsed = job.lease_expires_at is not None and job.lease_expires_at < now
+    overdue = job.deadline_at < now
+    if job.pinned_to:  # a CLI job: nobody else can give its images to the command waiting for them
+        if lapsed:
+            return "interrupted: the command that started this job stopped before it finished"
+        return (
+            "timeout: the job waited in the queue past its deadline"
+            if overdue and job.status == "queued"
+            else None
+        )
+    if job.status == "queued":
+        return "timeout: the job waited in the queue past its deadline" if overdue else None
+    # Running. A live worker enforces the deadline itself; one stuck a full lease past it is not live.
+    if not lapsed and not job.deadline_at < now - timedelta(seconds=lease_s):
+        return None
+    if job.task_id and job.provider in resumable and not overdue:
+        return "resume"
+    if job.task_id:
+        return "timeout: the provider did not finish this job before its deadline"
+    return "interrupted: the bot restarted while the provider was working on this job"
+
+
 async def _reap(
     conn: Conn, worker: str, resumable: frozenset[str], lease_s: float, limit: int, now: datetime
 ) -> Reaped:
@@ -33,28 +58,17 @@ async def _reap(
     )
     for row in rows:
         job = _jobs.Job.from_row(row)
-        expired = job.lease_expires_at is not None and job.lease_expires_at < now
-        if job.status == "queued" and not job.pinned_to and not (job.deadline_at < now):
+        verdict = _verdict(job, frozenset(resumable), lease_s, now)
+        if verdict is None:
             continue
-        if job.status == "running" and not expired and not job.deadline_at < now - timedelta(seconds=lease_s):
-            continue  # a live worker enforces its own deadline; a dead one's jobs are ours below
-        if job.pinned_to and expired:
-            error = "interrupted: the command that started this job stopped before it finished"
-        elif job.status == "queued":
-            error = "timeout: the job waited in the queue past its deadline"
-        elif job.task_id and job.provider in resumable and job.deadline_at > now:
+        if verdict == "resume":
             await conn.execute(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
                 "updated_at = :now WHERE id = :id AND status = 'running'",
                 {"now": at, "id": job.id},
             )
             requeued.append(job.id)
-            continue
-        elif job.task_id:
-            error = "timeout: the provider did not finish this job before its deadline"
-        else:
-            error = "interrupted: the bot restarted while the provider was working on this job"
-        if await _jobs._refund_open(conn, job, "failed", error, now):
+        elif await _jobs._refund_open(conn, job, "failed", verdict, now):
             refunded.append(job.id)
     if requeued:
         conn.notify(QUEUE_CHANNEL)
