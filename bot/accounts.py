@@ -18,8 +18,9 @@ from typing import Any
 
 import storage
 from bot.catalog import ASPECT_RATIOS, Catalog
-from bot.errors import ValidationError
+from bot.errors import NotFound, ValidationError
 from bot.money import MICROS_PER_USD, micros_to_usd, usd_to_micros
+from bot.storage_errors import speaks_for_storage
 from storage import Database, QuotaStatus, UsageRow
 from storage.periods import utc
 
@@ -266,6 +267,7 @@ def _day_start(value: date | datetime | str | None, what: str, *, next_day: bool
     return moment + timedelta(days=1) if next_day else moment
 
 
+@speaks_for_storage  # storage's facts leave every public method as UserErrors
 class AccountService:
     """Quota, usage and admin operations over the database, checked against the catalog."""
 
@@ -389,15 +391,15 @@ class AccountService:
     async def refund(
         self, job_id: str, *, actor_id: int | None = None, reason: str = "", guild_id: int | None = None
     ) -> storage.Refund:
-        """admin refund JOB_ID. Raises JobNotFound (a UserError) for an unknown job, and for a job of
-        another guild when ``guild_id`` is given (a server's admins refund their own server's jobs)."""
+        """admin refund JOB_ID. Raises NotFound for an unknown job, and for a job of another guild
+        when ``guild_id`` is given (a server's admins refund their own server's jobs)."""
         job_id = (job_id or "").strip()
         if not job_id:
             raise ValidationError("Give the id of the job to refund.")
         if guild_id is not None:
             job = await storage.get_job(self.db, job_id)
             if job is None or job.guild_id != guild_id:
-                raise storage.JobNotFound(f"No job {job_id!r} in this server.")
+                raise NotFound(f"No job {job_id!r} in this server.")
         return await storage.refund_job(self.db, job_id, actor_id=actor_id, reason=reason)
 
     async def set_channel(
@@ -464,5 +466,15 @@ class AccountService:
         return await storage.schema_version(self.db)
 
     async def backup(self, path: str | Path) -> Path:
-        """kontext-bot db backup PATH, safe while the bot runs."""
+        """kontext-bot db backup PATH, safe while the bot runs: SQLite's online backup, or from
+        PostgreSQL a copy into a new SQLite file (a portable backup)."""
         return await storage.backup(self.db, path)
+
+    async def copy_database(self, source: str | Path, target: str | Path) -> storage.CopyReport:
+        """kontext-bot db copy SOURCE TARGET: each a SQLite path or a postgresql:// URL. Copies
+        everything from one consistent snapshot of SOURCE (safe while a bot writes it) into an empty
+        TARGET, and checks row counts and ``db check`` there before it reports success."""
+        for name, value in (("SOURCE", source), ("TARGET", target)):
+            if not str(value).strip():
+                raise ValidationError(f"Give the {name} database: a SQLite path or a postgresql:// URL.")
+        return await storage.copy_database(str(source).strip(), str(target).strip())

@@ -25,6 +25,7 @@ from bot.execution import error_text
 from bot.inputs import InputStore
 from bot.outcomes import JobFailed, JobResult
 from bot.requests import DEFAULT_MODEL, Delivery, InputLoader, JobEvent, JobRequest, Stage
+from bot.storage_errors import speaks_for_storage
 from bot.worker import EventSink, Worker
 from storage import queue
 
@@ -61,6 +62,7 @@ def fits(model: Model, purpose: str) -> bool:
     return {"edit": model.can_edit, "combine": model.can_combine, "create": model.can_create}[purpose]
 
 
+@speaks_for_storage  # storage's facts leave every public method as UserErrors
 class JobService:
     def __init__(
         self,

@@ -32,6 +32,7 @@ from bot.providers.base import OutputImage
 from bot.providers.http import ProviderClient
 from bot.providers.registry import build_adapters
 from bot.providers.runner import ProviderRunner
+from bot.storage_errors import worded
 from bot.worker import Worker, new_worker_id
 from storage.db import Database, open_database
 
@@ -55,15 +56,17 @@ class Services:
 
 
 def files_dir(settings: Settings) -> Path:
-    """Where inputs and not-yet-delivered results are kept: beside a SQLite database, else ./data.
-    Every process on one database must see the same folder (one volume in a deployment)."""
-    if settings.files_dir:
-        return Path(settings.files_dir)
-    return Path(settings.db_path).parent / "inputs" if "://" not in settings.db_path else Path("data/inputs")
+    """Where inputs and not-yet-delivered results are kept (KONTEXT_FILES, else beside a SQLite
+    database, else ./data). Every process on one database must see the same folder."""
+    return Path(settings.files_dir) if settings.files_dir else settings.data_dir / "inputs"
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, worker_id: str | None = None) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, *, create_db: bool = True, worker_id: str | None = None
+) -> AsyncIterator[Services]:
+    """``create_db=False``: a missing SQLite file is an error, not a new empty database (for
+    commands that only read)."""
     if settings.sandbox_only:
         log.info("No provider API key is set: every model is served by the free local sandbox.")
     # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
@@ -74,7 +77,8 @@ async def open_services(settings: Settings, *, worker_id: str | None = None) -> 
     async with httpx.AsyncClient(
         transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
     ) as http:
-        db = await open_database(settings.db_path)
+        with worded():
+            db = await open_database(settings.db_path, create=create_db)
         worker: Worker | None = None
         try:
             client = ProviderClient(http, limits, secrets=settings.secrets())

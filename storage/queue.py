@@ -31,10 +31,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from storage import jobs as _jobs
+from storage import ledger
+from storage import settle as money
 from storage.capacity import ProviderCapacity, read_capacities
 from storage.conn import Conn, placeholders
 from storage.db import Database
-from storage.jobs import QueueFull, RouteChoice
+from storage.errors import JobNotFound, QueueFull
+from storage.jobs import RouteChoice
 from storage.periods import from_db, to_db, utc
 
 QUEUE_CHANNEL = "kontext_queue"
@@ -75,8 +78,8 @@ async def _enqueue(
     waiting = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'queued'")
     if waiting >= max_queue:
         raise QueueFull(waiting=waiting)
-    decision = await _jobs._accept(conn, job, job_id, now)
-    if not isinstance(decision, _jobs.ledger.Refusal):
+    decision = await money._accept(conn, job, job_id, now)
+    if not isinstance(decision, ledger.Refusal):
         await conn.execute(
             "UPDATE jobs SET routes = :routes, delivery = :delivery, pinned_to = :pin, "
             "lease_owner = :pin, lease_expires_at = :until WHERE id = :id",
@@ -102,7 +105,7 @@ async def enqueue(
     lease_s: float = 30.0,
     max_queue: int = 500,
     now: datetime | None = None,
-) -> _jobs.Reservation:
+) -> money.Reservation:
     """Record the job, reserve its cost and queue it, in one transaction. Raises QuotaRefused
     (recorded as refused) or QueueFull (nothing recorded). ``pinned_to``: only that worker may run
     it (a CLI process waiting for its own job); it holds the job's lease while the job waits."""
@@ -110,7 +113,7 @@ async def enqueue(
         raise ValueError("a queued job needs at least one route")
     now = utc(now)
     until = now + timedelta(seconds=lease_s) if pinned_to else None
-    return await _jobs.accept_with(db, job, now, _enqueue, routes, delivery, pinned_to, until, max_queue)
+    return await money.accept_with(db, job, now, _enqueue, routes, delivery, pinned_to, until, max_queue)
 
 
 # --- claim -------------------------------------------------------------------------------------
@@ -340,10 +343,10 @@ async def _settle(
     actual: int | None,
     refs: list[str],
     now: datetime,
-) -> _jobs.Settlement | None:
+) -> money.Settlement | None:
     if await conn.fetchone(f"SELECT id FROM jobs WHERE {_MINE}", {"id": job_id, "w": worker}) is None:
         return None
-    settlement = await _jobs._complete(conn, job_id, images, actual, [], now)
+    settlement = await money._complete(conn, job_id, images, actual, [], now)
     await conn.execute(
         "UPDATE jobs SET result_refs = :refs WHERE id = :id", {"refs": _dumps(refs), "id": job_id}
     )
@@ -360,7 +363,7 @@ async def settle(
     actual_micros: int | None,
     result_refs: Sequence[str] = (),
     now: datetime | None = None,
-) -> _jobs.Settlement | None:
+) -> money.Settlement | None:
     """The job succeeded: settle it (see storage.complete_job) if it is still running under
     ``worker``'s lease; ``result_refs`` are its stored images, for delivery after a crash.
     None: the job is no longer this worker's (cancelled, refunded, taken over) — nothing changed.
@@ -374,7 +377,7 @@ async def _fail(conn: Conn, job_id: str, worker: str, status: str, error: str | 
     row = await conn.fetchone(f"SELECT * FROM jobs WHERE {_MINE}", {"id": job_id, "w": worker})
     if row is None:
         return False
-    done = await _jobs._refund_open(conn, _jobs.Job.from_row(row), status, error, now)
+    done = await money._refund_open(conn, _jobs.Job.from_row(row), status, error, now)
     conn.notify(QUEUE_CHANNEL)  # a provider slot came free
     return done
 
@@ -414,9 +417,9 @@ async def delivered(
 async def _cancel(conn: Conn, job_id: str, actor: int | None, error: str, now: datetime) -> _jobs.Job | None:
     row = await conn.fetchone("SELECT * FROM jobs WHERE id = :id", {"id": job_id})
     if row is None:
-        raise _jobs.JobNotFound(job_id)
+        raise JobNotFound(job_id)
     job = _jobs.Job.from_row(row)
-    if not await _jobs._refund_open(conn, job, "cancelled", error, now, actor):
+    if not await money._refund_open(conn, job, "cancelled", error, now, actor):
         return None
     conn.notify(CANCEL_CHANNEL, job_id)
     return job

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from storage import jobs as _jobs
+from storage import settle
 from storage.conn import Conn
 from storage.db import Database
 from storage.periods import to_db, utc
@@ -68,7 +69,7 @@ async def _reap(
                 {"now": at, "id": job.id},
             )
             requeued.append(job.id)
-        elif await _jobs._refund_open(conn, job, "failed", verdict, now):
+        elif await settle._refund_open(conn, job, "failed", verdict, now):
             refunded.append(job.id)
     if requeued:
         conn.notify(QUEUE_CHANNEL)
