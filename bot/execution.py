@@ -35,6 +35,7 @@ from bot.outcomes import JobFailed, JobResult, result_of
 from bot.providers.base import GenerationRequest, ProviderError, ProviderOutput, RateLimited
 from bot.providers.runner import ProviderRunner
 from bot.requests import JobEvent, Stage
+from storage import capacity as capacity_store
 from storage import queue
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class Executor:
         if isinstance(exc, RateLimited) and phase != "task":
             # The account is busy: nothing was done. Back in line (place kept) until the provider
             # has room; the limit it just showed us holds every process back.
-            await queue.adjust_capacity(
+            await capacity_store.adjust_capacity(
                 self.db,
                 provider,
                 ceiling=self.ceilings.get(provider, 1),
@@ -259,7 +260,7 @@ class Executor:
         if settlement is None:
             raise _Lost
         now = datetime.now(UTC)
-        await queue.adjust_capacity(
+        await capacity_store.adjust_capacity(
             self.db,
             job.provider or "",
             ceiling=self.ceilings.get(job.provider or "", 1),

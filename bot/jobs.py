@@ -54,7 +54,6 @@ class Composed:
 @dataclass(frozen=True)
 class Submitted:
     job_id: str
-    position: int  # place in line when it was queued (1 = next)
     reservation: storage.Reservation
 
 
@@ -201,8 +200,7 @@ class JobService:
             ) from None
         if pinned:
             self.worker.hold(reservation.job_id)
-        positions = await queue.positions(self.db)
-        return Submitted(reservation.job_id, positions.get(reservation.job_id, 0), reservation)
+        return Submitted(reservation.job_id, reservation)
 
     async def run(self, req: JobRequest, on_event: EventSink | None = None) -> JobResult:
         """Queue a job for this process's own worker and wait for it (the CLI, tests). Raises
@@ -212,7 +210,7 @@ class JobService:
         job_id = submitted.job_id
         future = self.worker.local.expect(job_id, on_event)
         if on_event is not None:
-            await on_event(JobEvent(job_id, Stage.QUEUED, req.model, position=submitted.position))
+            await on_event(JobEvent(job_id, Stage.QUEUED, req.model))
         await self.worker.start()
         try:
             return await future

@@ -34,7 +34,7 @@ from bot.inputs import InputStore
 from bot.outcomes import JobFailed, JobResult, failure_of, result_of
 from bot.providers.base import OutputImage
 from bot.requests import JobEvent
-from storage import queue
+from storage import queue, recovery
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,9 @@ class Worker:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        for stop in self._unlisten:
+        for listening in self._unlisten:
             with contextlib.suppress(Exception):
-                await stop()
+                await listening.stop()
         self.running = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -345,7 +345,7 @@ class Worker:
     async def _reaping(self) -> None:
         while True:
             try:
-                reaped = await queue.reap(self.db, self.id, resumable=self.resumable, lease_s=self.lease_s)
+                reaped = await recovery.reap(self.db, self.id, resumable=self.resumable, lease_s=self.lease_s)
             except Exception:
                 log.exception("recovering abandoned jobs failed")
             else:

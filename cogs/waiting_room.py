@@ -22,7 +22,8 @@ from bot.requests import Delivery
 from cogs.board import Reach
 from cogs.presenter import queued_text
 from cogs.views import cancel_view
-from storage import queue
+from storage import queue, roles
+from storage import waiting as line_store
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -58,11 +59,11 @@ class WaitingRoom:
         self._moved.set()
 
     async def run(self) -> None:
-        stop_listening = await self.bot.services.db.listen(queue.QUEUE_CHANNEL, self._on_queue)
+        listening = await self.bot.services.db.listen(queue.QUEUE_CHANNEL, self._on_queue)
         try:
             while True:
                 try:
-                    if await queue.hold_role(self.bot.services.db, ROLE, self.owner, ttl=self.every * 5):
+                    if await roles.hold_role(self.bot.services.db, ROLE, self.owner, ttl=self.every * 5):
                         await self.paint()
                 except Exception:
                     log.exception("painting the waiting room failed")
@@ -72,7 +73,7 @@ class WaitingRoom:
                 await asyncio.sleep(min(self.every, 0.25))  # coalesce a burst of moves into one look
         finally:
             with contextlib.suppress(Exception):
-                await stop_listening()
+                await listening.stop()
 
     async def _on_queue(self, _payload: str) -> None:
         self.moved()
@@ -80,7 +81,7 @@ class WaitingRoom:
     async def admit(self, job_id: str, delivery: Delivery) -> None:
         """A job this process just queued: show its place at once."""
         async with self.bot.services.worker.claim_gate:
-            waiting = {w.job_id: w for w in await queue.waiting(self.bot.services.db)}
+            waiting = {w.job_id: w for w in await line_store.waiting(self.bot.services.db)}
             entry = waiting.get(job_id)
             if entry is not None:
                 await self._edit(job_id, delivery, self._text(entry))
@@ -89,7 +90,7 @@ class WaitingRoom:
         now = self.clock()
         spacing = self.bot.progress_every
         async with self.bot.services.worker.claim_gate:
-            line = await queue.waiting(self.bot.services.db)
+            line = await line_store.waiting(self.bot.services.db)
             due = []
             for entry in line:
                 if entry.delivery is None:
@@ -112,7 +113,7 @@ class WaitingRoom:
                 del self._shown[job_id]
 
     @staticmethod
-    def _text(entry: queue.Waiting) -> str:
+    def _text(entry: line_store.Waiting) -> str:
         reason = entry.waiting_reason or ""
         busy = reason.split(":", 1)[1] if reason.startswith("provider_busy:") else None
         return queued_text(entry.job_id, entry.position, busy)

@@ -19,6 +19,7 @@ from storage.db import Database
 from storage.errors import JobNotFound
 from storage.periods import from_db, to_db, utc
 
+CANCEL_CHANNEL = "kontext_cancel"  # notified with a job's id when it is cancelled before it finished
 STATUSES = ("queued", "running", "succeeded", "failed", "refused", "cancelled")
 UNFINISHED = ("queued", "running")
 FAILURES = ("failed", "refused", "cancelled")

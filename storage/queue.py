@@ -37,11 +37,10 @@ from storage.capacity import ProviderCapacity, read_capacities
 from storage.conn import Conn, placeholders
 from storage.db import Database
 from storage.errors import JobNotFound, QueueFull
-from storage.jobs import RouteChoice
+from storage.jobs import CANCEL_CHANNEL, RouteChoice
 from storage.periods import from_db, to_db, utc
 
 QUEUE_CHANNEL = "kontext_queue"
-CANCEL_CHANNEL = "kontext_cancel"
 PAGE = 100  # candidates read per step of a claim
 
 FAIR_ORDER = (
@@ -68,12 +67,12 @@ async def _enqueue(
     conn: Conn,
     job: _jobs.NewJob,
     job_id: str,
+    now: datetime,
     routes: Sequence[RouteChoice],
     delivery: Mapping[str, Any] | None,
     pinned_to: str | None,
     lease_until: datetime | None,
     max_queue: int,
-    now: datetime,
 ) -> Any:
     waiting = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'queued'")
     if waiting >= max_queue:

@@ -252,8 +252,13 @@ async def _admin_refund(conn: Conn, job_id: str, actor_id: int | None, reason: s
     job = await lock_job(conn, job_id)
     before = ledger.net_by_bucket(await ledger.job_lines(conn, job_id))
     if not job.finished:
-        error = f"Refunded by an admin: {reason}" if reason else "Refunded by an admin."
+        # Cancelled as it is refunded: the worker running it hears of it and stops, and nothing is
+        # settled or delivered for it afterwards ("<code>: <message>", as failures are recorded).
+        error = (
+            f"cancelled: Refunded by an admin ({reason})." if reason else "cancelled: Refunded by an admin."
+        )
         await _refund_open(conn, job, "cancelled", error, now, actor_id)
+        conn.notify(jobs.CANCEL_CHANNEL, job_id)
     elif job.reservation == "settled":
         reversal = [x.negated() for x in before]
         await ledger.write_lines(

@@ -227,7 +227,7 @@ async def test_admin_refund_of_a_running_job_cancels_it(db):
     refund = await storage.refund_job(db, r.job_id, actor_id=42, now=T0)
     assert (refund.returned_images, refund.already) == (2, False)
     job = await storage.get_job(db, r.job_id)
-    assert (job.status, job.error) == ("cancelled", "Refunded by an admin.")
+    assert (job.status, job.error) == ("cancelled", "cancelled: Refunded by an admin.")
     assert (await storage.complete_job(db, r.job_id, 2, now=T0)).already  # its late result is free
     with pytest.raises(storage.JobNotFound):
         await storage.refund_job(db, "nope", now=T0)
