@@ -81,12 +81,14 @@ async def _enqueue(
     if not isinstance(decision, ledger.Refusal):
         await conn.execute(
             "UPDATE jobs SET routes = :routes, delivery = :delivery, pinned_to = :pin, "
-            "lease_owner = :pin, lease_expires_at = :until WHERE id = :id",
+            "lease_owner = :pin, lease_expires_at = :until, meta = :meta WHERE id = :id",
             {
                 "routes": _dumps([r.to_json() for r in routes]),
                 "delivery": None if delivery is None else _dumps(dict(delivery)),
                 "pin": pinned_to,
                 "until": None if lease_until is None else to_db(lease_until),
+                # The free images left once this job is paid, for the result to show.
+                "meta": _dumps({**job.meta, "free_remaining": decision.free_remaining}),
                 "id": job_id,
             },
         )

@@ -35,6 +35,8 @@ def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: dat
             else None
         )
     if job.status == "queued":
+        if not job.routes:  # queued before the queue kept routes (an older release): cannot run
+            return "interrupted: the bot was upgraded before this job could run"
         return "timeout: the job waited in the queue past its deadline" if overdue else None
     # Running. A live worker enforces the deadline itself; one stuck a full lease past it is not live.
     if not lapsed and not job.deadline_at < now - timedelta(seconds=lease_s):
@@ -53,7 +55,8 @@ async def _reap(
     requeued, refunded = [], []
     rows = await conn.fetchall(
         "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND ("
-        " (lease_expires_at IS NOT NULL AND lease_expires_at < :now) OR deadline_at < :now) "
+        " (lease_expires_at IS NOT NULL AND lease_expires_at < :now) OR deadline_at < :now "
+        " OR (status = 'queued' AND routes = '[]')) "
         "ORDER BY created_at LIMIT :n",
         {"now": at, "n": limit},
     )

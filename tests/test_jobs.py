@@ -135,66 +135,6 @@ async def test_cancelling_a_job_refunds_it(svc, emulator):
     assert job.status == "cancelled" and job.reservation == "refunded"
 
 
-async def test_a_stop_keeps_the_job_and_a_restart_resumes_it_from_its_task_id(tmp_path, emulator, db_target):
-    emulator.polls_until_done = 1000  # the task stays pending while we stop
-    settings = settings_for(tmp_path, emulator, db_target)
-    async with open_services(settings) as svc:
-        task = asyncio.create_task(svc.jobs.run(member(PRO_T2I, provider="vtrix")))
-        for _ in range(300):
-            await asyncio.sleep(0.01)
-            jobs = await svc.jobs.history(USER, GUILD)
-            if jobs and jobs[0].task_id:
-                break
-        svc.jobs.begin_shutdown()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        (job,) = await svc.jobs.history(USER, GUILD)
-        assert job.status == "running" and job.reservation == "open"  # kept for the next start
-    emulator.polls_until_done = 1
-    delivered = {}
-
-    async def deliver(job_id, outcome):
-        delivered[job_id] = outcome
-
-    async with open_services(settings) as svc:
-        assert await svc.jobs.recover(deliver) == 1
-        result = delivered[job.id]
-        assert result.status == "succeeded" and len(result.images) == 1
-        job = await svc.jobs.get(job.id)
-        assert job.status == "succeeded" and job.reservation == "settled"
-        assert await storage.check(svc.db) == []
-
-
-async def test_a_job_that_never_reached_a_provider_is_refunded_on_restart(tmp_path, emulator, db_target):
-    settings = settings_for(tmp_path, emulator, db_target)
-    async with open_services(settings) as svc:
-        reservation = await storage.accept_job(
-            svc.db,
-            storage.NewJob(
-                model=PRO_T2I,
-                prompt="x",
-                images=1,
-                price_micros=40_000,
-                free_quota=5,
-                user_id=USER,
-                guild_id=GUILD,
-                channel_id=1,
-            ),
-        )
-    outcomes = {}
-
-    async def deliver(job_id, outcome):
-        outcomes[job_id] = outcome
-
-    async with open_services(settings) as svc:
-        await svc.jobs.recover(deliver)
-        failure = outcomes[reservation.job_id]
-        assert isinstance(failure, JobFailed) and "not charged" in failure.user_message
-        job = await svc.jobs.get(reservation.job_id)
-        assert job.status == "failed" and job.reservation == "refunded"
-
-
 async def test_sandbox_jobs_are_free_and_spend_no_free_image(tmp_path, db_target):
     async with open_services(settings_for(tmp_path, None, db_target)) as svc:
         result = await svc.jobs.run(member(PRO, images=[make_png(200, 200)]))

@@ -281,3 +281,46 @@ async def _has_task(svc: Services) -> bool:
 
 async def _idle(svc: Services) -> bool:
     return not svc.worker.active
+
+
+async def test_queued_jobs_survive_a_stop_and_run_when_a_worker_is_back(tmp_path, emulator):
+    settings = settings_for(tmp_path, emulator, only="wavespeed")
+    async with open_services(settings) as svc:  # a gateway with no worker: jobs only queue
+        ids = []
+        for _ in range(3):
+            req, delivery = discord_job()
+            ids.append((await svc.jobs.submit(req, delivery=delivery)).job_id)
+    rec = Recorder()
+    async with serving(settings, rec) as svc:
+        for job_id in ids:
+            assert isinstance(await rec.wait(job_id), JobResult)
+        assert await storage.check(svc.db) == []
+
+
+async def test_a_job_queued_by_an_older_release_is_refunded_and_told(tmp_path, emulator):
+    settings = settings_for(tmp_path, emulator, only="wavespeed")
+    async with open_services(settings) as svc:
+        reservation = await storage.accept_job(
+            svc.db,
+            storage.NewJob(
+                model=PRO,
+                prompt="x",
+                images=1,
+                price_micros=40_000,
+                free_quota=5,
+                user_id=USER,
+                guild_id=GUILD,
+                channel_id=1,
+            ),
+        )
+        await svc.db.write(_give_delivery, reservation.job_id)
+    rec = Recorder()
+    async with serving(settings, rec) as svc:
+        outcome = await rec.wait(reservation.job_id)
+        assert isinstance(outcome, JobFailed) and "upgraded" in outcome.user_message
+        assert await storage.check(svc.db) == []
+        assert emulator.requests == []
+
+
+async def _give_delivery(conn, job_id):
+    await conn.execute("UPDATE jobs SET delivery = ? WHERE id = ?", ('{"user_id": 42}', job_id))
