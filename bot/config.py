@@ -63,8 +63,9 @@ class Limits:
     # Seconds a worker's claim on a job lasts unless renewed (every third of it): how long a dead
     # process's jobs and provider slots stay held before another process takes them over.
     job_lease: float = 30.0
-    # Seconds a stopping worker gives its running jobs before handing the rest back to the queue.
-    shutdown_grace: float = 10.0
+    # Seconds a stopping worker gives its running jobs before handing the rest back to the queue
+    # (well inside the 10 s a container manager waits between SIGTERM and SIGKILL).
+    shutdown_grace: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ class JobService:
             )
         except queue.QueueFull as exc:
             raise QueueFull(
-                f"The queue is full ({exc.waiting} jobs waiting). Please try again in a few minutes."
+                f"The queue is full ({exc.waiting} waiting). Please try again in a few minutes."
             ) from None
         if pinned:
             self.worker.hold(reservation.job_id)

@@ -59,8 +59,9 @@ class Reach:
     def channel(self) -> discord.PartialMessageable | None:
         return self.bot.get_partial_messageable(self.d.channel_id) if self.d.channel_id else None
 
-    async def edit(self, **kw: Any) -> discord.Message | None:
-        """Edit the job's message; None when no way is left (an expired private message)."""
+    async def edit(self, *, webhook_only: bool = False, **kw: Any) -> discord.Message | None:
+        """Edit the job's message; None when no way is left (an expired private message, or
+        ``webhook_only`` once the token is gone)."""
         kw.setdefault("allowed_mentions", NO_MENTIONS)
         if self.d.message_id is None:
             return None
@@ -72,7 +73,7 @@ class Reach:
                     raise
                 self._dead_token = True
         channel = self.channel()
-        if self.d.ephemeral or channel is None:
+        if webhook_only or self.d.ephemeral or channel is None:
             return None
         return await channel.get_partial_message(self.d.message_id).edit(**kw)
 

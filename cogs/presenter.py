@@ -151,9 +151,13 @@ class DiscordPresenter:
         first = batches[0][0][0] if batches[0] else None
         embed = result_embed(result, first)
         message = None
-        if reach.token_alive():
+        if reach.token_alive():  # after the token a new message pings the requester instead
             message = await reach.edit(
-                content=None, embed=embed, attachments=as_files(batches[0]), view=result_view(result.job_id)
+                webhook_only=True,
+                content=None,
+                embed=embed,
+                attachments=as_files(batches[0]),
+                view=result_view(result.job_id),
             )
             for batch in batches[1:]:
                 if message is not None:

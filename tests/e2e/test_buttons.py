@@ -126,7 +126,7 @@ async def test_cancel_stops_a_running_job_refunds_it_and_says_so(make_stack, emu
     await click.wait_for("responded")
     assert click.ephemeral and f"Cancelled job `{job_id}`" in click.original.content
     await rec.wait_for(lambda r: r.original.content.startswith("✖️ Cancelled"))
-    assert "you were not charged" in rec.original.content and not rec.original.custom_ids
+    assert "nobody was charged" in rec.original.content and not rec.original.custom_ids
     job = await stack.svc.jobs.get(job_id)
     assert (job.status, job.reservation) == ("cancelled", "refunded")
     assert await free_used(stack, MEMBER) == 0
