@@ -40,6 +40,7 @@ from storage import queue
 
 log = logging.getLogger(__name__)
 
+RESUME_GRACE = 15.0  # seconds a resumed job past its deadline still gets: a few polls
 MAX_BUSY_BACKOFF = 8.0  # seconds a job told "busy" waits at most before it may be claimed again
 ADULT = (
     "The provider flagged this result as adult content, which can only be posted in age-restricted channels."
@@ -135,8 +136,14 @@ class Executor:
         provider = job.provider or ""
         now = datetime.now(UTC)
         left = (job.deadline_at - now).total_seconds()
-        if left <= 0:
-            return await self._fail(job, UserError("The job waited past its deadline."), "timeout")
+        if left <= 0 and job.task_id:
+            # Back after a long stop with a task at the provider: a few polls still collect a task
+            # that finished meanwhile (the job keeps the deadline it was accepted with otherwise).
+            left = RESUME_GRACE
+        elif left <= 0:
+            return await self._fail(
+                job, UserError("The job waited past its deadline."), "timeout: the job waited past its deadline"
+            )
         deadline = self.clock() + left
         started = self.clock()
         waited = (now - job.created_at).total_seconds()

@@ -37,12 +37,14 @@ def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: dat
     if job.status == "queued":
         if not job.routes:  # queued before the queue kept routes (an older release): cannot run
             return "interrupted: the bot was upgraded before this job could run"
+        if job.task_id and job.provider in resumable:
+            return None  # handed back with its task: the next claim gives it a last look
         return "timeout: the job waited in the queue past its deadline" if overdue else None
     # Running. A live worker enforces the deadline itself; one stuck a full lease past it is not live.
     if not lapsed and not job.deadline_at < now - timedelta(seconds=lease_s):
         return None
-    if job.task_id and job.provider in resumable and not overdue:
-        return "resume"
+    if job.task_id and job.provider in resumable:
+        return "resume"  # even past its deadline: a task that finished meanwhile is worth one look
     if job.task_id:
         return "timeout: the provider did not finish this job before its deadline"
     return "interrupted: the bot restarted while the provider was working on this job"
