@@ -29,7 +29,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscord, shard_of
+from tests.fake_discord import FakeDiscord, guild_on_shard, shard_of
 
 USER_ID = 4242
 ARTIST_ROLE = 777
@@ -387,9 +387,9 @@ async def test_reconnect_resumes_the_session(fake: FakeDiscord, bot: TinyBot) ->
 
 # ---- many processes: shards, workers without a gateway, counters ---------------------------------
 
-GUILD_0 = (5000 << 22) + 1  # (id >> 22) % 2 == 0: shard 0 of 2
-GUILD_1 = (5001 << 22) + 1  # shard 1 of 2
-GUILD_3 = (5003 << 22) + 1  # shard 1 of 2, joined later
+GUILD_0 = guild_on_shard(0, 2)  # (id >> 22) % 2 == 0
+GUILD_1 = guild_on_shard(1, 2)
+GUILD_3 = guild_on_shard(1, 2, index=1)  # joined later
 
 
 class ShardBot(commands.AutoShardedBot):
@@ -621,7 +621,7 @@ async def test_standalone_fake_with_shards_guilds_and_the_new_knobs() -> None:
         url = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip().split("=", 1)[1]
         async with aiohttp.ClientSession(base_url=url) as http:
             state = await (await http.get("/_fake/state")).json()
-            assert [g["id"] for g in state["guilds"]] == [GUILD_0, GUILD_1]
+            assert [(g["id"], g["shard"]) for g in state["guilds"]] == [(GUILD_0, 0), (GUILD_1, 1)]
             assert (state["shards"], state["token_lifetime"]) == (2, 60.0)
             added = await (await http.post("/_fake/guilds", json={"guild_id": GUILD_3})).json()
             assert added["channel_id"] == GUILD_3 + 9

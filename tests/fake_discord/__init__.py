@@ -33,8 +33,9 @@ client RESUMEs, counted in ``resumes``). World: ``add_guild``, ``add_role``, ``a
 ``post_user_message`` (a member's message, e.g. the target of a message context menu).
 
 Shards and guilds: ``FakeDiscord(shards=N)`` is what GET /gateway/bot recommends; each session's
-IDENTIFY ``shard`` decides which guilds it gets (``gateway.shard_of``); ``wait_ready(shard_ids=...)``
-waits for those shards. Drivers take ``guild_id=`` or a ``channel_id`` (a DM channel: shard 0).
+IDENTIFY ``shard`` decides which guilds it gets (``shard_of``; ``guild_on_shard`` picks ids);
+``wait_ready(shard_ids=...)`` waits for those shards. Drivers take ``guild_id=`` or a
+``channel_id`` (a DM channel: shard 0).
 Each record notes ``guild_id`` and ``shards`` (the sessions that got it). Counters: each message's
 ``edits`` / ``edit_times``, ``InteractionRecord.edits``, ``rest_peak_per_s`` and ``edit_peak_per_s``
 (most in a sliding second), ``peak_rate(predicate, window)``, ``stats()``.
@@ -90,7 +91,7 @@ auth, injected errors and rate limits, body parsing), ``rest`` (the REST routes)
 """
 
 from tests.fake_discord.fake import FakeDiscord
-from tests.fake_discord.gateway import shard_of
+from tests.fake_discord.gateway import guild_on_shard, shard_of
 from tests.fake_discord.records import FakeDiscordError, FakeMessage, InteractionRecord, RestCall, SentFile
 from tests.fake_discord.standalone import main
 from tests.fake_discord.world import Guild
@@ -103,6 +104,7 @@ __all__ = [
     "InteractionRecord",
     "RestCall",
     "SentFile",
+    "guild_on_shard",
     "main",
     "shard_of",
 ]

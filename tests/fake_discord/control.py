@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from tests.fake_discord.gateway import shard_of
 from tests.fake_discord.records import json_response
 from tests.fake_discord.world import Guild
 
@@ -28,9 +29,10 @@ def _opt_int(b: dict[str, Any], key: str) -> int | None:
     return int(b[key]) if b.get(key) not in (None, "") else None
 
 
-def _guild_json(guild: Guild) -> dict[str, Any]:
+def _guild_json(guild: Guild, shard_count: int) -> dict[str, Any]:
     return {
         "id": guild.id,
+        "shard": shard_of(guild.id, shard_count),  # for the recommended count (``shards``)
         "name": guild.name,
         "owner_id": guild.owner_id,
         "channel_id": guild.channel_id,
@@ -76,7 +78,7 @@ class ControlApi:
         keys += " gateway_url token ready resumes shards max_concurrency token_lifetime"
         keys += " channel_edits_interaction_responses"
         state = {k: getattr(fake, k) for k in keys.split()}
-        state["guilds"] = [_guild_json(g) for g in fake.guilds.values()]
+        state["guilds"] = [_guild_json(g, fake.shards) for g in fake.guilds.values()]
         state["gateway_shards"] = [list(s) for s in fake.gateway_shards]
         state["now"] = fake.now()
         return json_response(state)
@@ -135,7 +137,7 @@ class ControlApi:
     async def _a_guilds(self, b: dict[str, Any]) -> Any:
         kwargs = {"name": b["name"]} if b.get("name") else {}
         guild = self.fake.add_guild(int(b["guild_id"]), owner_id=_opt_int(b, "owner_id"), **kwargs)
-        return _guild_json(guild)
+        return _guild_json(guild, self.fake.shards)
 
     async def _a_members(self, b: dict[str, Any]) -> Any:
         return self.fake.add_member(

@@ -28,6 +28,11 @@ def shard_of(guild_id: int, shard_count: int) -> int:
     return (int(guild_id) >> 22) % shard_count
 
 
+def guild_on_shard(shard_id: int, shard_count: int, index: int = 0) -> int:
+    """A guild id (the ``index``-th of its kind) whose events go to ``shard_id`` of ``shard_count``."""
+    return (((5000 + index) * shard_count + shard_id) << 22) + 1
+
+
 @dataclass(eq=False)
 class GatewayConnection:
     ws: web.WebSocketResponse
