@@ -2,8 +2,27 @@
 
 Adapters only translate (see ``bot.providers.base``); this client sends what they build, hands the
 answers back to them, and turns transport failures into the same ``ProviderError`` family.
-The policy follows openai-python: named defaults, retry only what may succeed if tried again
-(429, 5xx, timeouts, dropped connections), jittered exponential backoff, Retry-After honoured.
+The policy follows openai-python: named defaults, retry only what may succeed if tried again,
+jittered exponential backoff, Retry-After honoured.
+
+A submit is sent again only when an answer says nothing was done. These APIs take no idempotency
+key, so a submit that may have created a task is never re-sent (the operator would pay twice);
+this is also what WaveSpeed's SDK does. After a submit was sent:
+
+    answer / failure                           modelverse   vtrix   wavespeed   then
+    429 (rate limited, account busy)           nothing      nothing nothing     retried (Retry-After)
+    503 (unavailable, before processing)       nothing      nothing nothing     retried
+    connect refused / connect or pool timeout  nothing      nothing nothing     retried
+    task reported failed, passing (5000-5004)  -            -       ended       sent again
+    read or write timeout, connection dropped  unknown      unknown unknown     OutcomeUnknown
+    500, 502, 504 (no task id), 408            unknown      unknown unknown     OutcomeUnknown
+    WaveSpeed 504 / 200 sync-timeout with id   -            -       running     that task is polled
+
+"nothing": the connection was never made, or the provider refused before any work. "unknown":
+the request may have been processed. An OutcomeUnknown ends that route and may fail over to
+another provider: a member is charged once, only at the route that delivered, and another
+provider's account is not the one that may already hold the task. Polls are plain GETs: a poll
+that fails for any passing reason is asked again, until the job's deadline.
 """
 
 from __future__ import annotations
@@ -32,6 +51,7 @@ from bot.providers.base import (
     Finished,
     GenerationRequest,
     HttpCall,
+    OutcomeUnknown,
     OutputExpired,
     OutputImage,
     OutputRef,
@@ -112,12 +132,9 @@ class ProviderClient:
                 finished = await self._submit_and_wait(adapter, req, deadline, started, on_task, on_progress)
                 break
             except ProviderError as exc:
-                # Submit failures, and tasks that failed for a passing reason (WaveSpeed 5xxx):
-                # resubmitting is the only way on.
-                if exc.retryable and self._clock() >= deadline:
-                    # A call cut short by the deadline: say so, rather than "did not answer".
-                    raise self._deadline_error(adapter, deadline, started) from None
-                delay = self._retry_delay(exc, attempt, deadline)
+                # Submits that did nothing, and tasks that ended failed for a passing reason
+                # (WaveSpeed 5xxx): sending the job again is the only way on, and pays once.
+                delay = self._retry_delay(exc, attempt, deadline) if exc.resend_safe else None
                 if delay is None:
                     raise
                 attempt += 1
@@ -173,13 +190,17 @@ class ProviderClient:
         on_task: OnTask | None,
         on_progress: OnProgress | None,
     ) -> Finished:
-        status, body, meta = await self._exchange(adapter, adapter.build_submit(req), deadline, started)
-        state = self._parse(adapter, adapter.parse_submit, status, body, meta)
+        call = adapter.build_submit(req)
+        try:
+            status, body, meta = await self._exchange(adapter, call, deadline, started)
+            state = self._parse(adapter, adapter.parse_submit, status, body, meta, submit=True)
+        except ProviderError as exc:
+            raise self._submit_error(adapter, exc, deadline, started) from None
         task_id = state.task_id
         if task_id and on_task is not None:
             # Recorded before any polling, so a restart can pick the task up again.
             await on_task(task_id)
-        if isinstance(state, Finished):
+        if isinstance(state, Finished) and (state.outputs or not task_id):
             return state
         if on_progress is not None:
             await on_progress(state.progress)
@@ -211,10 +232,11 @@ class ProviderClient:
                 status, body, meta = await self._exchange(adapter, call, deadline, started)
                 state = self._parse(adapter, adapter.parse_poll, status, body, meta)
             except ProviderError as exc:
-                # A 2xx answer that reports failure is the task's verdict: asking again won't change
-                # it. Anything else retryable (429, 5xx, a dropped connection) is the road, not the
-                # task: keep polling the same task until the deadline, never resubmit from here.
-                verdict = exc.status is not None and 200 <= exc.status < 300
+                # A task that ended failed is the task's verdict: asking again won't change it.
+                # Anything else retryable (429, 5xx, a dropped connection, even a 200 wrapping a
+                # gateway error) is the road, not the task: keep polling the same task until the
+                # deadline; the job is sent again only after a verdict that says it may be.
+                verdict = exc.status is not None and 200 <= exc.status < 300 and exc.resend_safe
                 if not exc.retryable or verdict:
                     raise
                 failures += 1
@@ -242,6 +264,8 @@ class ProviderClient:
         status: int,
         body: Any,
         meta: _Meta,
+        *,
+        submit: bool = False,
     ) -> Pending | Finished:
         try:
             state = parse(status, body)
@@ -256,7 +280,8 @@ class ProviderClient:
                 status,
                 meta,
             ) from None
-        if isinstance(state, Finished) and not state.outputs:
+        if isinstance(state, Finished) and not state.outputs and not (submit and state.task_id):
+            # A submit's answer reports the submission: with a task to ask, "done, no images" means poll.
             raise self._finish_error(
                 BadResponse(f"{_label(adapter)} finished without any image."), adapter.name, status, meta
             )
@@ -331,15 +356,46 @@ class ProviderClient:
         # it wraps says whether time really ran out or the connection broke.
         cause = exc.__cause__
         broke = isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
+        err: ProviderError
         if isinstance(exc, httpx.TimeoutException) and not broke:
-            return ProviderTimeout(f"{label} did not answer in time.", provider=provider)
-        if isinstance(exc, httpx.TimeoutException):
-            return Unavailable(f"The connection to {label} failed.", provider=provider)
-        if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
-            return Unavailable(f"The connection to {label} failed.", provider=provider)
-        err = Unavailable(f"{label} could not be reached ({kind}).", provider=provider)
-        err.retryable = False  # a bad URL or protocol will not fix itself
+            err = ProviderTimeout(f"{label} did not answer in time.", provider=provider)
+        elif isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
+            err = Unavailable(f"The connection to {label} failed.", provider=provider)
+        elif isinstance(exc, httpx.ProxyError):
+            err = Unavailable(f"The connection to {label} failed.", provider=provider)
+        else:
+            err = Unavailable(f"{label} could not be reached ({kind}).", provider=provider)
+            err.retryable = False  # a bad URL or protocol will not fix itself
+        err.resend_safe = _never_sent(exc)
         return err
+
+    def _submit_error(
+        self, adapter: Adapter, exc: ProviderError, deadline: float, started: float
+    ) -> ProviderError:
+        """A failed submit: as it is when the answer says nothing was done (or is final anyway);
+        OutcomeUnknown when the task may exist. Either way the job's deadline comes first."""
+        if exc.retryable and self._clock() >= deadline:
+            # A call cut short by the deadline: say so, rather than "did not answer".
+            return self._deadline_error(adapter, deadline, started)
+        if not exc.retryable or exc.resend_safe:
+            return exc
+        label = _label(adapter)
+        if exc.status is not None:
+            text = f"{label} failed (HTTP {exc.status}) after the job was sent"
+        elif isinstance(exc, ProviderTimeout):
+            text = f"{label} did not answer in time after the job was sent"
+        else:
+            text = f"The connection to {label} broke after the job was sent"
+        log.warning(
+            "%s: submit outcome unknown (%s, HTTP %s); not sent again", adapter.name, exc.code, exc.status
+        )
+        unknown = OutcomeUnknown(
+            f"{text}; it may have started, so it was not sent again.",
+            provider=exc.provider or adapter.name,
+            status=exc.status,
+            request_id=exc.request_id,
+        )
+        return self._finish_error(unknown, adapter.name, exc.status, _Meta(None, exc.request_id))
 
     def _finish_error(
         self, exc: ProviderError, provider: str, status: int | None, meta: _Meta
@@ -525,6 +581,16 @@ def _retry_after(value: str | None) -> float | None:
     if seconds != seconds:  # NaN
         return None
     return max(seconds, 0.0)
+
+
+def _never_sent(exc: httpx.HTTPError) -> bool:
+    """True when the request cannot have reached the provider: no connection was ever made.
+    Anything later (a write or read that failed or timed out, a dropped connection) may not be."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        # httpx-aiohttp reports most aiohttp errors as ConnectTimeout; aiohttp's own says where.
+        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
 def _request_id(headers: httpx.Headers) -> str | None:

@@ -52,15 +52,17 @@ def require_dict(provider: str, value: Any, what: str) -> dict[str, Any]:
 
 
 def error_parts(body: Any) -> tuple[Any, str]:
-    """(code, message) from the shapes providers use: {"error": {code, message}}, {"error": "text"},
-    {"code", "message"}, or a bare string body. Missing parts come back as None / ""."""
+    """(code, message) from the shapes providers use: {"error": {code, message}},
+    {"error": {code, error_message}} (Vtrix's client), {"error": "text"}, {"code", "message"}, or a
+    bare string body. Missing parts come back as None / ""."""
     if isinstance(body, str):
         return None, body
     if not isinstance(body, Mapping):
         return None, ""
     err = body.get("error")
     if isinstance(err, Mapping):
-        return err.get("code") or err.get("type"), str(err.get("message") or "")
+        message = err.get("error_message") or err.get("message") or ""
+        return err.get("code") or err.get("type"), str(message)
     if isinstance(err, str) and err:
         return body.get("code"), err
     return body.get("code"), str(body.get("message") or body.get("msg") or "")
