@@ -10,6 +10,8 @@ connection) costs one: such a submit is never sent again, and the job fails over
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 from bot.catalog import Catalog
 from bot.jobs import JobFailed, JobRequest
+from bot.providers.http import ProviderClient
 from tests.emulator import ProviderEmulator, make_png
 from tests.reliability.conftest import (
     FREE_MODEL,
@@ -257,28 +260,67 @@ async def test_a_failed_job_says_why_and_costs_nothing(
         assert (b.guild_spent, b.member_spent, b.usage_cost, b.succeeded, b.failed) == (0, 0, 0, 0, 1)
 
 
-async def test_polling_keeps_going_to_the_deadline(emulator: ProviderEmulator, tmp_path: Path) -> None:
+class FakeTime:
+    """The ProviderClient's clock and sleep: a sleep moves the clock on instead of waiting. The clock
+    starts at the real monotonic time of its first reading, so it agrees with the job's deadline."""
+
+    def __init__(self, *, really_sleep: bool = False) -> None:
+        self.base: float | None = None
+        self.slept = 0.0
+        self.sleeps: list[float] = []
+        self.really_sleep = really_sleep
+
+    def monotonic(self) -> float:
+        if self.base is None:
+            self.base = time.monotonic()
+        return self.base + self.slept
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.slept += seconds
+        await asyncio.sleep(seconds if self.really_sleep else 0)
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """open_services builds its ProviderClient with this clock and sleep."""
+    fake = FakeTime()
+    client = functools.partial(ProviderClient, clock=fake.monotonic, sleep=fake.sleep)
+    monkeypatch.setattr("bot.services.ProviderClient", client)
+    return fake
+
+
+async def test_polling_keeps_going_to_the_deadline(
+    emulator: ProviderEmulator, tmp_path: Path, fake_time: FakeTime
+) -> None:
     emulator.fault("vtrix", "never_finish")
-    async with open_stack(emulator, tmp_path, limits={"job_deadline": 1.0}) as svc:
-        started = time.monotonic()
-        with pytest.raises(JobFailed):
+    async with open_stack(emulator, tmp_path, limits={"job_deadline": 60.0}) as svc:
+        with pytest.raises(JobFailed) as info:
             await svc.jobs.run(request(provider="vtrix"))
-        elapsed = time.monotonic() - started
-    assert 0.9 < elapsed < 2.0
-    assert polls(emulator, "vtrix") >= 5  # 0.05 s growing by 1.5x: the task was asked, not abandoned
+    assert info.value.user_message.startswith("Vtrix took longer than ")
+    # 0.05 s growing by 1.5x up to 10 s: the task was asked all along, not abandoned, and the last
+    # wait ends at the deadline, where no poll follows.
+    sleeps = fake_time.sleeps
+    assert sleeps[:3] == pytest.approx([0.05, 0.075, 0.1125]) and max(sleeps) == 10.0
+    assert polls(emulator, "vtrix") == len(sleeps) - 1 >= 15
+    assert submits(emulator)["vtrix"] == 1
 
 
 async def test_without_retry_after_the_backoff_is_jittered_and_real(
-    emulator: ProviderEmulator, tmp_path: Path
+    emulator: ProviderEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real = FakeTime(really_sleep=True)  # records each wait and really waits it
+    monkeypatch.setattr("bot.services.ProviderClient", functools.partial(ProviderClient, sleep=real.sleep))
     emulator.fault("modelverse", "rate_limit", times=-1)
     async with open_stack(emulator, tmp_path) as svc:
         with pytest.raises(JobFailed) as info:
             await svc.jobs.run(request(provider="modelverse"))
         assert info.value.user_message.startswith("UModelverse is rate limiting requests. (job ")
         assert (await books(svc)).problems == []
+    [delay] = real.sleeps
+    assert 0.375 <= delay <= 0.5  # INITIAL_BACKOFF 0.5 s less up to 25% jitter
     first, second = (r.at for r in emulator.requests if r.provider == "modelverse")
-    assert 0.37 <= second - first < 0.7  # INITIAL_BACKOFF 0.5 s less up to 25% jitter
+    assert second - first >= delay  # waited for real, not just counted
 
 
 @pytest.mark.parametrize("style", ["object", "string", "error_message"])
