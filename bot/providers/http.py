@@ -5,24 +5,21 @@ answers back to them, and turns transport failures into the same ``ProviderError
 The policy follows openai-python: named defaults, retry only what may succeed if tried again,
 jittered exponential backoff, Retry-After honoured.
 
-A submit is sent again only when an answer says nothing was done. These APIs take no idempotency
-key, so a submit that may have created a task is never re-sent (the operator would pay twice);
-this is also what WaveSpeed's SDK does. After a submit was sent:
+A submit is sent again only when an answer says nothing was done (``ProviderError.resend_safe``;
+``bot.providers.submits``). The same for UModelverse, Vtrix and WaveSpeed:
 
-    answer / failure                           modelverse   vtrix   wavespeed   then
-    429 (rate limited, account busy)           nothing      nothing nothing     retried (Retry-After)
-    503 (unavailable, before processing)       nothing      nothing nothing     retried
-    connect refused / connect or pool timeout  nothing      nothing nothing     retried
-    task reported failed, passing (5000-5004)  -            -       ended       sent again
-    read or write timeout, connection dropped  unknown      unknown unknown     OutcomeUnknown
-    500, 502, 504 (no task id), 408            unknown      unknown unknown     OutcomeUnknown
-    WaveSpeed 504 / 200 sync-timeout with id   -            -       running     that task is polled
+    429 rate limited / account busy            nothing was done     sent again (Retry-After)
+    503 unavailable (before processing)        nothing was done     sent again
+    connect refused, connect or pool timeout   nothing was sent     sent again
+    a task that ended failed for a passing     the task ended       sent again
+      reason (WaveSpeed 5000/5003/5004)
+    read or write timeout, dropped connection  unknown              OutcomeUnknown
+    500, 502, 504 without a task id, 408       unknown              OutcomeUnknown
+    WaveSpeed 504 or 200 sync timeout with id  the task is running  that task is polled
 
-"nothing": the connection was never made, or the provider refused before any work. "unknown":
-the request may have been processed. An OutcomeUnknown ends that route and may fail over to
-another provider: a member is charged once, only at the route that delivered, and another
-provider's account is not the one that may already hold the task. Polls are plain GETs: a poll
-that fails for any passing reason is asked again, until the job's deadline.
+OutcomeUnknown ends the route and may fail over: the member is charged once, at the route that
+delivered, and another provider's account is not the one that may hold the task. Polls are GETs:
+a poll that fails for a passing reason is asked again until the job's deadline.
 """
 
 from __future__ import annotations
@@ -51,7 +48,6 @@ from bot.providers.base import (
     Finished,
     GenerationRequest,
     HttpCall,
-    OutcomeUnknown,
     OutputExpired,
     OutputImage,
     OutputRef,
@@ -64,6 +60,7 @@ from bot.providers.base import (
     label_of,
 )
 from bot.providers.parsing import scrub
+from bot.providers.submits import never_sent, outcome_unknown
 
 log = logging.getLogger(__name__)
 
@@ -359,14 +356,14 @@ class ProviderClient:
         err: ProviderError
         if isinstance(exc, httpx.TimeoutException) and not broke:
             err = ProviderTimeout(f"{label} did not answer in time.", provider=provider)
-        elif isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
-            err = Unavailable(f"The connection to {label} failed.", provider=provider)
-        elif isinstance(exc, httpx.ProxyError):
+        elif isinstance(
+            exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+        ):
             err = Unavailable(f"The connection to {label} failed.", provider=provider)
         else:
             err = Unavailable(f"{label} could not be reached ({kind}).", provider=provider)
             err.retryable = False  # a bad URL or protocol will not fix itself
-        err.resend_safe = _never_sent(exc)
+        err.resend_safe = never_sent(exc)
         return err
 
     def _submit_error(
@@ -379,22 +376,10 @@ class ProviderClient:
             return self._deadline_error(adapter, deadline, started)
         if not exc.retryable or exc.resend_safe:
             return exc
-        label = _label(adapter)
-        if exc.status is not None:
-            text = f"{label} failed (HTTP {exc.status}) after the job was sent"
-        elif isinstance(exc, ProviderTimeout):
-            text = f"{label} did not answer in time after the job was sent"
-        else:
-            text = f"The connection to {label} broke after the job was sent"
         log.warning(
             "%s: submit outcome unknown (%s, HTTP %s); not sent again", adapter.name, exc.code, exc.status
         )
-        unknown = OutcomeUnknown(
-            f"{text}; it may have started, so it was not sent again.",
-            provider=exc.provider or adapter.name,
-            status=exc.status,
-            request_id=exc.request_id,
-        )
+        unknown = outcome_unknown(exc, _label(adapter), adapter.name)
         return self._finish_error(unknown, adapter.name, exc.status, _Meta(None, exc.request_id))
 
     def _finish_error(
@@ -581,16 +566,6 @@ def _retry_after(value: str | None) -> float | None:
     if seconds != seconds:  # NaN
         return None
     return max(seconds, 0.0)
-
-
-def _never_sent(exc: httpx.HTTPError) -> bool:
-    """True when the request cannot have reached the provider: no connection was ever made.
-    Anything later (a write or read that failed or timed out, a dropped connection) may not be."""
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):
-        # httpx-aiohttp reports most aiohttp errors as ConnectTimeout; aiohttp's own says where.
-        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
 def _request_id(headers: httpx.Headers) -> str | None:
