@@ -54,7 +54,7 @@ async def test_wavespeed_account_runs_n_tasks_then_answers_429(
     assert answers[2].json() == {"code": 429, "message": answers[2].json()["message"]}
     assert "retry-after" not in answers[2].headers
     assert (account.busy, account.peak_open, account.submits) == (2, 2, 2)
-    assert len(emulator.generations) == 2  # a busy answer makes no task
+    assert len(emulator.generations) == 2 and emulator.open_tasks("wavespeed") == 2  # busy: no task
 
     emulator.account("wavespeed", latency=0)  # the two tasks are done now: their slots are free
     again = await http.post(WS, headers=auth("wavespeed"), json={"prompt": "x"})
@@ -106,7 +106,7 @@ async def test_modelverse_counts_requests_in_flight(
         assert busy.status_code == 429 and busy.json()["error"]["code"] == "rate_limit_error"
         assert busy.json()["error"]["param"]  # the request id, as in every error of theirs
         emulator.account("modelverse", latency=0)
-        assert account.open_now(emulator.latency) == 1  # held until its answer is sent
+        assert emulator.open_tasks("modelverse") == 1  # held until its answer is sent
         await emulator.stop()  # wakes the held generation
         with pytest.raises(httpx.HTTPError):
             await held

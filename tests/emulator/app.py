@@ -148,6 +148,10 @@ class ProviderEmulator:
         whose ``busy``, ``peak_open`` and ``submits`` count what happened since the last reset."""
         return self.accounts.configure(provider, **knobs)
 
+    def open_tasks(self, provider: str) -> int:
+        """This provider's tasks open right now (what its account limit counts)."""
+        return self.accounts[provider].open_now(self.latency)
+
     def latency_of(self, provider: str) -> float:
         """How long one of this provider's tasks takes."""
         return self.accounts[provider].duration(self.latency)
