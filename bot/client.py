@@ -12,13 +12,14 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
-from bot.errors import UserError
+from bot.errors import ConfigError, UserError
 from bot.jobs import JobFailed, JobResult
 from bot.services import Services
 
@@ -172,3 +173,62 @@ class KontextBot(commands.Bot):
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
         await super().close()
+
+
+# --- what the CLI's `run` and `sync` call: the Discord side of them, so the CLI imports no discord ---
+
+
+def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
+    """Discord's own failures at login or connection, as the one line an operator reads."""
+    if isinstance(exc, discord.LoginFailure):
+        return ConfigError("Discord refused DISCORD_TOKEN (login failed); check the token.")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):  # DNS, refused, TLS: not our bug
+        api = settings.discord_api_base or "discord.com"
+        return UserError(f"Cannot reach Discord ({api}): {type(exc).__name__}.")
+    return exc
+
+
+async def run_bot(services: Services, stop: asyncio.Event) -> None:
+    """Serve Discord until ``stop`` is set (then close, leaving jobs in flight to the next start) or
+    the connection ends for good. Raises ConfigError for a refused token, UserError when Discord
+    cannot be reached."""
+    settings = services.settings
+    point_discord_at(settings)
+    async with KontextBot(services) as bot:
+        runner = asyncio.create_task(bot.start(settings.discord_token))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            await bot.close()  # jobs in flight keep their state; the next start resumes them
+        stopper.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        exc = None if runner.cancelled() else runner.exception()
+        if exc is not None:
+            failure = _discord_failure(exc, settings)
+            if failure is exc:
+                raise exc
+            raise failure from exc
+
+
+async def sync_commands(services: Services, guild_id: int | None = None) -> list[str]:
+    """Register the slash commands, in one guild (instant) or globally; returns their names.
+    Raises ConfigError for a refused token, UserError when Discord refuses or cannot be reached."""
+    settings = services.settings
+    point_discord_at(settings)
+    guild = discord.Object(id=guild_id) if guild_id else None
+    async with KontextBot(services, recover=False) as bot:
+        try:
+            await bot.login(settings.discord_token)
+            if guild is not None:
+                bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+        except discord.Forbidden:
+            raise UserError(
+                f"Discord would not register commands in guild {guild_id}: is the bot in that server, "
+                "invited with the applications.commands scope?"
+            ) from None
+        except discord.HTTPException as exc:
+            raise UserError(f"Discord refused the commands (HTTP {exc.status}): {exc.text}") from None
+        except (discord.LoginFailure, aiohttp.ClientError, OSError) as exc:
+            raise _discord_failure(exc, settings) from None
+    return [c.name for c in synced]

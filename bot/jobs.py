@@ -109,10 +109,11 @@ class JobFailed(UserError):
 
     code = "job_failed"
 
-    def __init__(self, job_id: str, cause: UserError) -> None:
+    def __init__(self, job_id: str, cause: UserError, status: str = "failed") -> None:
         super().__init__(f"{cause.user_message} (job {job_id}; you were not charged)")
         self.job_id = job_id
         self.cause = cause
+        self.status = status  # as the job was recorded: "failed" or "refused"
 
 
 EventSink = Callable[[JobEvent], Awaitable[None]]
@@ -214,7 +215,7 @@ class JobService:
         except UserError as exc:
             status = "refused" if _is_refusal(exc) else "failed"
             await storage.fail_job(self.db, job_id, status=status, error=_error_text(exc))
-            raise JobFailed(job_id, exc) from exc
+            raise JobFailed(job_id, exc, status) from exc
         except asyncio.CancelledError:
             if not self._stopping:
                 await asyncio.shield(
@@ -238,6 +239,7 @@ class JobService:
                     "The provider flagged this result as adult content, which can only be posted "
                     "in age-restricted channels."
                 ),
+                "refused",
             )
         settlement = await self._settle(job_id, output, route)
         free_left = reservation.free_remaining
@@ -404,6 +406,12 @@ class JobService:
                 await deliver(rec.id, outcome)
             except Exception:
                 log.exception("could not deliver recovered job %s", rec.id)
+
+    async def refund_undelivered(self, job_id: str, reason: str) -> storage.Refund:
+        """A face could not hand a finished job's images over (the CLI could not write them): nobody
+        received them, so the job's charge goes back. Audited with ``reason``; a second call is a
+        no-op (``already``)."""
+        return await storage.refund_job(self.db, job_id, reason=reason)
 
 
 def _actual_cost(output: ProviderOutput, route: Route, delivered: int) -> int:

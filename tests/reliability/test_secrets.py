@@ -8,6 +8,7 @@ commands, then /edit fails through the fake Discord. Each text the bot produced 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import traceback
 from collections.abc import AsyncIterator
@@ -193,7 +194,7 @@ async def test_cli_errors_listings_and_reports_carry_no_key(
     )
     failed, failed_json, *_ = runs
     assert failed.code == 1 and "rejected the API key" in failed.err
-    assert failed_json.code == 1 and failed_json.out == ""
+    assert failed_json.code == 1 and json.loads(failed_json.out)["status"] == "failed"  # the failure object
     assert runs[3].code == 0 and '"provider": "vtrix"' in runs[3].out
     assert runs[10].code == 2 and "put the modelverse key in MODELVERSE_API_KEY" in runs[10].err
     for run in runs:

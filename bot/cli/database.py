@@ -1,0 +1,56 @@
+"""``db backup``, ``db check``, ``db migrate``: maintenance of the database KONTEXT_DB names.
+
+A new ``db`` subcommand is a function here (decorated with ``db_command``) plus its arguments in
+bot/cli/parser.py's ``_add_db``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from bot.cli.common import EXIT_FAILED, EXIT_OK, Handler
+
+if TYPE_CHECKING:
+    from bot.accounts import AccountService
+    from bot.config import Settings
+
+
+def db_command(fn: Callable[[AccountService, argparse.Namespace, Settings], Awaitable[int]]) -> Handler:
+    """A ``db`` subcommand over the open services' AccountService; ``fn`` prints and returns the
+    exit status."""
+
+    @functools.wraps(fn)
+    async def handler(args: argparse.Namespace, settings: Settings) -> int:
+        from bot.services import open_services
+
+        async with open_services(settings) as svc:
+            return await fn(svc.accounts, args, settings)
+
+    return handler
+
+
+@db_command
+async def backup(acc: AccountService, args: argparse.Namespace, settings: Settings) -> int:
+    path = await acc.backup(args.path)
+    print(f"Backed up {settings.db_path} to {path}")
+    return EXIT_OK
+
+
+@db_command
+async def check(acc: AccountService, args: argparse.Namespace, settings: Settings) -> int:
+    problems = await acc.check()
+    for problem in problems:
+        print(f"problem: {problem}")
+    if problems:
+        return EXIT_FAILED
+    print("The books balance: every balance agrees with the ledger.")
+    return EXIT_OK
+
+
+@db_command
+async def migrate(acc: AccountService, args: argparse.Namespace, settings: Settings) -> int:
+    print(f"Database {settings.db_path} is at schema version {await acc.schema_version()}.")
+    return EXIT_OK
