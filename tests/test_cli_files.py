@@ -44,6 +44,7 @@ def test_backup_into_a_folder_writes_one_timestamped_copy_and_nothing_else(tmp_p
 
 def test_backup_to_a_new_folder_given_with_a_slash_and_to_a_file(tmp_path):
     env = {"KONTEXT_DB": str(tmp_path / "k.db")}
+    assert run_cli_sync("db", "migrate", env=env, cwd=tmp_path).returncode == 0
     proc = run_cli_sync("db", "backup", f"{tmp_path}/nightly/", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert [p.suffix for p in (tmp_path / "nightly").iterdir()] == [".db"]
@@ -61,6 +62,18 @@ def test_backup_to_a_path_that_cannot_be_written_is_bad_usage_and_leaves_nothing
     assert one_error_line(proc.stderr).startswith(f"PATH {target!r} cannot be written")
     assert sorted(tmp_path.iterdir()) == before
     assert not Path(target + ".partial").exists()
+
+
+def test_check_and_backup_of_a_database_that_does_not_exist_create_nothing(tmp_path):
+    env = {"KONTEXT_DB": str(tmp_path / "data" / "k.db")}
+    proc = run_cli_sync("db", "check", env=env, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout.strip()) == (
+        0,
+        f"No database at {tmp_path}/data/k.db yet: nothing to check.",
+    )
+    proc = run_cli_sync("db", "backup", str(tmp_path / "copy.db"), env=env, cwd=tmp_path)
+    assert proc.returncode == 1 and "there is nothing to back up" in one_error_line(proc.stderr)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- upper bounds on amounts and counts ----------------------------------------------------------

@@ -11,7 +11,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bot.cli.common import EXIT_FAILED, EXIT_OK, Handler
+from bot.cli.common import EXIT_FAILED, EXIT_OK, Handler, database_missing
+from bot.errors import UserError
 
 if TYPE_CHECKING:
     from bot.accounts import AccountService
@@ -32,15 +33,29 @@ def db_command(fn: Callable[[AccountService, argparse.Namespace, Settings], Awai
     return handler
 
 
+async def backup(args: argparse.Namespace, settings: Settings) -> int:
+    if database_missing(settings):  # a backup of nothing would make an empty database, then copy it
+        raise UserError(f"No database at {settings.db_path}: there is nothing to back up.")
+    return await _backup(args, settings)
+
+
 @db_command
-async def backup(acc: AccountService, args: argparse.Namespace, settings: Settings) -> int:
+async def _backup(acc: AccountService, args: argparse.Namespace, settings: Settings) -> int:
     path = await acc.backup(args.path)
     print(f"Backed up {settings.db_path} to {path}")
     return EXIT_OK
 
 
+async def check(args: argparse.Namespace, settings: Settings) -> int:
+    """Reads only: a database that does not exist yet is not created to be checked."""
+    if database_missing(settings):
+        print(f"No database at {settings.db_path} yet: nothing to check.")
+        return EXIT_OK
+    return await _check(args, settings)
+
+
 @db_command
-async def check(acc: AccountService, args: argparse.Namespace, settings: Settings) -> int:
+async def _check(acc: AccountService, args: argparse.Namespace, settings: Settings) -> int:
     problems = await acc.check()
     for problem in problems:
         print(f"problem: {problem}")
