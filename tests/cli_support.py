@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from tests.emulator import ProviderEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
+STARTUP = 60.0  # seconds an emulator may take to print its URL
 FAST_POLLS = "".join(f"[providers.{name}]\npoll_interval = 0.1\n" for name in ProviderEmulator.KEYS)
 
 
@@ -34,12 +36,19 @@ def emulator(*args: str) -> Iterator[str]:
     )
     try:
         assert proc.stdout is not None
+        # A bound only so a broken start fails the test instead of hanging it; not a timing check.
+        ready, _, _ = select.select([proc.stdout], [], [], STARTUP)
+        assert ready, f"the emulator printed nothing in {STARTUP} s"
         line = proc.stdout.readline().strip()
         assert line.startswith("EMULATOR_URL="), line
         yield line.split("=", 1)[1]
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def provider_env(url: str, tmp: Path) -> dict[str, str]:
@@ -70,7 +79,12 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path, module: bool = Tru
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:  # a test that fails (or is cancelled) meanwhile leaves no process behind
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 

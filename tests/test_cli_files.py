@@ -153,11 +153,14 @@ async def test_images_that_cannot_be_written_after_the_job_ran_are_not_charged(t
         async with httpx.AsyncClient(base_url=url) as http:
             await http.post("/_emulator/config", json={"polls_until_done": 1_000_000})  # hold the task
             job = asyncio.create_task(run_cli(*args, env=env, cwd=tmp_path))
-            await _wait_for_submit(http, "wavespeed")
-            out.rmdir()  # made (and checked) by generate before it recorded anything
-            out.write_text("now a file")
-            await http.post("/_emulator/config", json={"polls_until_done": 1})  # let the task finish
-            code, stdout, err = await job
+            try:
+                await _wait_for_submit(http, "wavespeed")
+                out.rmdir()  # made (and checked) by generate before it recorded anything
+                out.write_text("now a file")
+                await http.post("/_emulator/config", json={"polls_until_done": 1})  # let it finish
+                code, stdout, err = await job
+            finally:
+                job.cancel()  # (done already unless the test failed: run_cli then kills the process)
         assert code == 1
         failure = json.loads(stdout)
         assert failure["error"] == one_error_line(err)
