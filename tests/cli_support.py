@@ -84,7 +84,7 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path, module: bool = Tru
     finally:  # a test that fails (or is cancelled) meanwhile leaves no process behind
         if proc.returncode is None:
             proc.kill()
-            await proc.wait()
+            await asyncio.wait_for(proc.wait(), 10)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 

@@ -47,6 +47,9 @@ def image_args(model_id: str, tmp: Path) -> list[str]:
 async def test_every_model_through_every_route_writes_real_images(emulator_process, tmp_path):
     env = provider_env(emulator_process, tmp_path)
     limit = asyncio.Semaphore(4)
+    # Written once, before any process reads them: rewriting a shared input while another job
+    # reads it would hand that job a truncated file.
+    inputs = {model_id: image_args(model_id, tmp_path) for model_id, _ in ROUTES}
 
     async def one(model_id: str, provider: str) -> tuple[str, str, dict]:
         async with limit:
@@ -62,14 +65,18 @@ async def test_every_model_through_every_route_writes_real_images(emulator_proce
                 "--out",
                 str(out_dir),
                 "--json",
-                *image_args(model_id, tmp_path),
+                *inputs[model_id],
                 env=env,
                 cwd=tmp_path,
             )
             assert code == 0, f"{model_id} via {provider}: {err}"
             return model_id, provider, json.loads(out)
 
-    results = await asyncio.gather(*(one(m, p) for m, p in ROUTES))
+    # return_exceptions: a failing job must not leave the others running past the test.
+    outcomes = await asyncio.gather(*(one(m, p) for m, p in ROUTES), return_exceptions=True)
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert not errors, errors
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(results) == len(ROUTES) == 28
     for model_id, provider, summary in results:
         assert summary["status"] == "succeeded" and summary["provider"] == provider
