@@ -59,6 +59,11 @@ class Limits:
     max_queue: int = 500
     # Inputs read and normalised at once, all jobs together: bounds the raw uploads held in a burst.
     max_inputs_in_flight: int = 4
+    # Provider result links on private, loopback or link-local addresses are refused: a provider (or
+    # whoever answers for it) must not point the bot at the operator's own network or the cloud
+    # metadata service. Only a provider that really lives on a private network (and the tests'
+    # emulator on 127.0.0.1) needs this on. Members' image links are never allowed there.
+    allow_private_results: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def emulator_process() -> Iterator[str]:
 
 
 FAST_POLLS = "".join(f"[providers.{name}]\npoll_interval = 0.1\n" for name in ProviderEmulator.KEYS)
+FAST_POLLS += "[limits]\nallow_private_results = true\n"  # the emulator serves results on loopback
 
 
 def provider_env(url: str, tmp: Path) -> dict[str, str]:
