@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from bot.catalog import PROVIDERS, SANDBOX, Catalog
 from bot.errors import ConfigError
+from bot.redact import MIN_SECRET_LENGTH
 
 DEFAULT_BASE_URLS = {
     "modelverse": "https://api.umodelverse.ai",
@@ -90,7 +91,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text before it is logged or shown."""
         values = [self.discord_token, *(p.api_key for p in self.providers.values())]
-        return tuple(v for v in values if v and len(v) >= 4)
+        return tuple(v for v in values if v and len(v) >= MIN_SECRET_LENGTH)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
