@@ -44,18 +44,18 @@ PNG_BYTES = make_png(64, 64)
     ],
 )
 async def test_private_addresses_are_refused_before_any_request(url: str) -> None:
-    client, seen = recording_client(lambda r: httpx.Response(200, content=PNG_BYTES))
-    async with client:
-        with pytest.raises(InputImageError, match="private or local"):
-            await fetch_url(client, url, max_bytes=MIB)
-    assert seen == []
+    await _refused_before_any_request(url, "private or local")
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/cat.png", "file:///etc/passwd", "gopher://x/"])
 async def test_only_http_and_https_are_accepted(url: str) -> None:
+    await _refused_before_any_request(url, "Only http")
+
+
+async def _refused_before_any_request(url: str, message: str) -> None:
     client, seen = recording_client(lambda r: httpx.Response(200, content=PNG_BYTES))
     async with client:
-        with pytest.raises(InputImageError, match="Only http"):
+        with pytest.raises(InputImageError, match=message):
             await fetch_url(client, url, max_bytes=MIB)
     assert seen == []
 
