@@ -183,6 +183,7 @@ async def bot_worker(
             provider_client = svc.runner.client
             plain_http = provider_client._http
             stack.callback(setattr, provider_client, "_http", plain_http)
+            stack.callback(setattr, provider_client._results, "_http", plain_http)  # result downloads
             pools: dict[str, Any] = {"shipped": plain_http, "lifted": plain_http}
             if "httpx2" in variants:
                 import httpx2  # type: ignore[import-not-found]
@@ -206,7 +207,7 @@ async def bot_worker(
 
             def use(name: str) -> None:
                 svc.jobs.dispatcher = shipped if name == "shipped" else lifted
-                provider_client._http = pools[name]
+                provider_client._http = provider_client._results._http = pools[name]
 
             user = 1_000
             for name in variants:  # warm each variant's pool and code paths

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from bot.catalog import PROVIDERS, SANDBOX, Catalog
 from bot.errors import ConfigError
+from bot.redact import MIN_SECRET_LENGTH
 
 DEFAULT_BASE_URLS = {
     "modelverse": "https://api.umodelverse.ai",
@@ -59,6 +60,11 @@ class Limits:
     max_queue: int = 500
     # Inputs read and normalised at once, all jobs together: bounds the raw uploads held in a burst.
     max_inputs_in_flight: int = 4
+    # Provider result links on private, loopback or link-local addresses are refused: a provider (or
+    # whoever answers for it) must not point the bot at the operator's own network or the cloud
+    # metadata service. Only a provider that really lives on a private network (and the tests'
+    # emulator on 127.0.0.1) needs this on. Members' image links are never allowed there.
+    allow_private_results: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text before it is logged or shown."""
         values = [self.discord_token, *(p.api_key for p in self.providers.values())]
-        return tuple(v for v in values if v and len(v) >= 4)
+        return tuple(v for v in values if v and len(v) >= MIN_SECRET_LENGTH)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

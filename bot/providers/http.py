@@ -1,4 +1,4 @@
-"""The one place that talks HTTP to providers: timeouts, retries with backoff, polling, downloads.
+"""The one place that talks HTTP to providers' APIs: timeouts, retries with backoff, polling.
 
 Adapters only translate (see ``bot.providers.base``); this client sends what they build, hands the
 answers back to them, and turns transport failures into the same ``ProviderError`` family.
@@ -20,19 +20,17 @@ A submit is sent again only when an answer says nothing was done (``ProviderErro
 OutcomeUnknown ends the route and may fail over: the member is charged once, at the route that
 delivered, and another provider's account is not the one that may hold the task. Polls are GETs:
 a poll that fails for a passing reason is asked again until the job's deadline.
+Result images are fetched by ``bot.providers.results`` under the same retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,26 +38,23 @@ import aiohttp
 import httpx
 
 from bot.config import Limits
-from bot.errors import InputImageError
-from bot.images import identify
+from bot.downloads import RESULT_READ_TIMEOUT, TooLarge, parse_retry_after, read_capped, safe_path
 from bot.providers.base import (
     Adapter,
     BadResponse,
     Finished,
     GenerationRequest,
     HttpCall,
-    OutputExpired,
     OutputImage,
     OutputRef,
     Pending,
     ProviderError,
     ProviderOutput,
     ProviderTimeout,
-    RateLimited,
     Unavailable,
-    label_of,
 )
 from bot.providers.parsing import scrub
+from bot.providers.results import ResultDownloader
 from bot.providers.submits import never_sent, outcome_unknown
 
 log = logging.getLogger(__name__)
@@ -69,7 +64,6 @@ MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is cut to this (and never past the job's deadline)
 POLL_BACKOFF = 1.5  # polls slow down gently: a task that is not done soon is usually a long one
 MAX_POLL_INTERVAL = 10.0
-DOWNLOAD_TIMEOUT = 60.0  # seconds per read of a result link; the connect takes at most 10
 # JSON bodies are read into memory; a synchronous answer may carry up to four base64 images.
 _JSON_OVERHEAD = 4 * 4 // 3 + 1
 _THREAD_JSON_BYTES = 1 << 20  # parse larger JSON bodies off the event loop
@@ -97,7 +91,7 @@ class ProviderClient:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
-        download_timeout: float = DOWNLOAD_TIMEOUT,
+        download_timeout: float = RESULT_READ_TIMEOUT,
     ) -> None:
         self._http = http
         self._limits = limits
@@ -105,7 +99,14 @@ class ProviderClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._clock = clock
-        self._download_timeout = httpx.Timeout(download_timeout, connect=min(download_timeout, 10.0))
+        self._results = ResultDownloader(
+            http,
+            limits,
+            read_timeout=download_timeout,
+            retry_delay=self._retry_delay,
+            transport_error=self._transport_error,
+            sleep=sleep,
+        )
 
     def __repr__(self) -> str:
         return f"ProviderClient(max_retries={self._limits.max_retries})"
@@ -164,17 +165,7 @@ class ProviderClient:
         self, refs: Sequence[OutputRef], *, provider: str, deadline: float | None = None
     ) -> tuple[OutputImage, ...]:
         """Fetch (or decode) every output at once and check each is a real image."""
-        if not refs:
-            raise BadResponse(f"{label_of(provider)} finished without any image.", provider=provider)
-        tasks = [asyncio.create_task(self._fetch_image(ref, provider, deadline)) for ref in refs]
-        try:
-            return tuple(await asyncio.gather(*tasks))
-        except BaseException:
-            # One bad output fails the job: stop the other downloads rather than orphan them.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await self._results.download(refs, provider=provider, deadline=deadline)
 
     # --- submit and poll ----------------------------------------------------------------------
 
@@ -310,11 +301,11 @@ class ProviderClient:
             async with self._http.stream(
                 call.method, url, json=call.json, headers=headers, timeout=timeout
             ) as resp:
-                raw = await _read_capped(resp, cap)
+                raw = await read_capped(resp, cap)
                 status, resp_headers = resp.status_code, resp.headers
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, adapter.name, _label(adapter)) from None
-        except _TooLarge:
+        except TooLarge:
             raise BadResponse(
                 f"{_label(adapter)} sent an answer larger than the bot accepts.", provider=adapter.name
             ) from None
@@ -322,11 +313,11 @@ class ProviderClient:
             "%s %s %s -> %s in %.2f s",
             adapter.name,
             call.method,
-            _safe_path(url),
+            safe_path(url),
             status,
             time.monotonic() - begun,
         )
-        meta = _Meta(_retry_after(resp_headers.get("retry-after")), _request_id(resp_headers))
+        meta = _Meta(parse_retry_after(resp_headers.get("retry-after")), _request_id(resp_headers))
         ctype = resp_headers.get("content-type", "").lower()
         body = await _parse_json(raw) if "json" in ctype else _NOT_JSON
         if body is _NOT_JSON:
@@ -437,76 +428,6 @@ class ProviderClient:
             provider=adapter.name,
         )
 
-    async def _fetch_image(self, ref: OutputRef, provider: str, deadline: float | None) -> OutputImage:
-        cap = self._limits.max_output_bytes
-        max_pixels = self._limits.max_input_pixels
-        if ref.b64:
-            return await asyncio.to_thread(_decode_and_identify, ref, provider, cap, max_pixels)
-        if not ref.url:
-            raise BadResponse(f"{label_of(provider)} returned an empty result.", provider=provider)
-        data = await self._fetch_url(ref.url, provider, deadline)
-        return await asyncio.to_thread(_identify, data, ref.nsfw, provider, max_pixels)
-
-    async def _fetch_url(self, url: str, provider: str, deadline: float | None) -> bytes:
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise BadResponse(
-                f"{label_of(provider)} returned a result link the bot cannot fetch.", provider=provider
-            )
-        attempt = 0
-        while True:
-            try:
-                return await self._stream(url, provider)
-            except ProviderError as exc:
-                delay = self._retry_delay(exc, attempt, deadline if deadline is not None else float("inf"))
-                if delay is None:
-                    raise
-                attempt += 1
-                log.warning(
-                    "%s: result download failed (%s); retry %d in %.1f s", provider, exc.code, attempt, delay
-                )
-                await self._sleep(delay)
-
-    async def _stream(self, url: str, provider: str) -> bytes:
-        cap = self._limits.max_output_bytes
-        try:
-            # No auth headers: result links are public, and the key must not travel to a CDN.
-            async with self._http.stream(
-                "GET", url, timeout=self._download_timeout, follow_redirects=True
-            ) as resp:
-                status = resp.status_code
-                if status in (403, 404, 410):
-                    raise OutputExpired(
-                        f"The result link from {label_of(provider)} has expired (HTTP {status}).",
-                        provider=provider,
-                        status=status,
-                    )
-                if status == 429:
-                    raise RateLimited(
-                        f"{label_of(provider)} is rate limiting result downloads.",
-                        provider=provider,
-                        status=status,
-                        retry_after=_retry_after(resp.headers.get("retry-after")),
-                    )
-                if status >= 500:
-                    raise Unavailable(
-                        f"{label_of(provider)} could not serve the result (HTTP {status}).",
-                        provider=provider,
-                        status=status,
-                    )
-                if not 200 <= status < 300:
-                    raise BadResponse(
-                        f"{label_of(provider)} answered HTTP {status} for the result.",
-                        provider=provider,
-                        status=status,
-                    )
-                data = await _read_capped(resp, cap)
-        except _TooLarge:
-            raise _too_large(provider, cap) from None
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, provider, provider) from None
-        log.debug("%s: downloaded %s (%d bytes)", provider, _safe_path(url), len(data))
-        return bytes(data)
-
 
 # --- helpers (pure, module-level functions; no state) -------------------------------------------
 
@@ -521,24 +442,7 @@ class _Meta:
         self.request_id = request_id
 
 
-class _TooLarge(Exception):
-    pass
-
-
 _NOT_JSON = object()
-_URLSAFE = str.maketrans("-_", "+/")
-
-
-async def _read_capped(resp: httpx.Response, cap: int) -> bytearray:
-    declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise _TooLarge
-    buf = bytearray()
-    async for chunk in resp.aiter_bytes():
-        buf += chunk
-        if len(buf) > cap:
-            raise _TooLarge
-    return buf
 
 
 async def _parse_json(raw: bytes | bytearray) -> Any:
@@ -548,24 +452,6 @@ async def _parse_json(raw: bytes | bytearray) -> Any:
         return json.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if seconds != seconds:  # NaN
-        return None
-    return max(seconds, 0.0)
 
 
 def _request_id(headers: httpx.Headers) -> str | None:
@@ -587,12 +473,6 @@ def _same_origin(url: str, base_url: str) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
-def _safe_path(url: str) -> str:
-    """Host and path only: result links often carry signed query strings."""
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
-
-
 def _label(adapter: Adapter) -> str:
     return getattr(adapter, "label", adapter.name)
 
@@ -603,46 +483,3 @@ def _slower(interval: float) -> float:
 
 def _with_task_id(state: Finished, task_id: str) -> Finished:
     return Finished(state.outputs, task_id=task_id, cost_usd=state.cost_usd, seed=state.seed)
-
-
-def _too_large(provider: str, cap: int) -> BadResponse:
-    return BadResponse(
-        f"The result from {label_of(provider)} is too large (over {cap // (1024 * 1024)} MB).",
-        provider=provider,
-    )
-
-
-def _decode_and_identify(ref: OutputRef, provider: str, cap: int, max_pixels: int) -> OutputImage:
-    """Runs in a worker thread: base64 of a large image is slow enough to stall the event loop."""
-    text = ref.b64 or ""
-    if text.startswith("data:"):
-        header, _, text = text.partition(",")
-        if ";base64" not in header:
-            raise BadResponse(
-                f"{label_of(provider)} returned a result that is not base64.", provider=provider
-            )
-    text = "".join(text.split())
-    if len(text) * 3 // 4 > cap:
-        raise _too_large(provider, cap)
-    # Some providers drop the padding or use the URL-safe alphabet; both decode to the same bytes.
-    text = text.translate(_URLSAFE) + "=" * (-len(text) % 4)
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadResponse(
-            f"{label_of(provider)} returned a result that is not valid base64.", provider=provider
-        ) from None
-    if not data:
-        raise BadResponse(f"{label_of(provider)} returned an empty result.", provider=provider)
-    return _identify(data, ref.nsfw, provider, max_pixels)
-
-
-def _identify(data: bytes, nsfw: bool, provider: str, max_pixels: int) -> OutputImage:
-    try:
-        info = identify(data, max_pixels=max_pixels)
-    except (InputImageError, OSError, ValueError, SyntaxError):
-        # Pillow signals some corrupt files with these instead; either way it is not an image.
-        raise BadResponse(
-            "The provider returned something that is not an image.", provider=provider
-        ) from None
-    return OutputImage(data=data, mime=info.mime, width=info.width, height=info.height, nsfw=nsfw)

@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from bot.config import ProviderSettings
 from bot.providers.base import BadResponse, OutputRef
+from bot.redact import scrub
 
 MAX_TEXT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -22,14 +23,6 @@ _MODERATION = re.compile(
     r"violat|censor|not allowed content",
     re.IGNORECASE,
 )
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret in ``text``; secrets shorter than 4 chars would match too much."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def safe_text(value: Any, secrets: Iterable[str] = (), limit: int = MAX_TEXT) -> str:

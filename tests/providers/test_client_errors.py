@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import Limits
+from bot.downloads import parse_retry_after as _retry_after
 from bot.providers.base import (
     AuthError,
     BadResponse,
@@ -24,7 +25,7 @@ from bot.providers.base import (
     TaskFailed,
     Unavailable,
 )
-from bot.providers.http import MAX_RETRY_AFTER, ProviderClient, _retry_after
+from bot.providers.http import MAX_RETRY_AFTER, ProviderClient
 from bot.providers.modelverse import ModelverseAdapter
 from tests.providers.conftest import KEYS, Rig, edit_request
 
