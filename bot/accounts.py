@@ -21,8 +21,9 @@ import storage
 from bot import checks
 from bot.catalog import ASPECT_RATIOS, Catalog
 from bot.checks import MAX_FREE_QUOTA_IMAGES, MAX_GRANT_IMAGES, PERIODS
-from bot.errors import ValidationError
+from bot.errors import NotFound, ValidationError
 from bot.money import MICROS_PER_USD, micros_to_usd
+from bot.storage_errors import speaks_for_storage
 from storage import Database, QuotaStatus, UsageRow
 from storage.periods import utc
 
@@ -217,6 +218,7 @@ class GuildSettings:
     channels: frozenset[int]  # empty: every channel
 
 
+@speaks_for_storage  # storage's facts leave every public method as UserErrors
 class AccountService:
     """Quota, usage and admin operations over the database, checked against the catalog."""
 
@@ -355,15 +357,15 @@ class AccountService:
     async def refund(
         self, job_id: str, *, actor_id: int | None = None, reason: str = "", guild_id: int | None = None
     ) -> storage.Refund:
-        """admin refund JOB_ID. Raises JobNotFound (a UserError) for an unknown job, and for a job of
-        another guild when ``guild_id`` is given (a server's admins refund their own server's jobs)."""
+        """admin refund JOB_ID. Raises NotFound for an unknown job, and for a job of another guild
+        when ``guild_id`` is given (a server's admins refund their own server's jobs)."""
         job_id = (job_id or "").strip()
         if not job_id:
             raise ValidationError("Give the id of the job to refund.")
         if guild_id is not None:
             job = await storage.get_job(self.db, job_id)
             if job is None or job.guild_id != guild_id:
-                raise storage.JobNotFound(f"No job {job_id!r} in this server.")
+                raise NotFound(f"No job {job_id!r} in this server.")
         return await storage.refund_job(self.db, job_id, actor_id=actor_id, reason=reason)
 
     async def set_channel(
@@ -440,3 +442,12 @@ class AccountService:
             raise ValidationError(
                 f"{str(target)!r} cannot be written ({exc.strerror or type(exc).__name__}).", field="path"
             ) from None
+
+    async def copy_database(self, source: str | Path, target: str | Path) -> storage.CopyReport:
+        """kontext-bot db copy SOURCE TARGET: each a SQLite path or a postgresql:// URL. Copies
+        everything from one consistent snapshot of SOURCE (safe while a bot writes it) into an empty
+        TARGET, and checks row counts and ``db check`` there before it reports success."""
+        for name, value in (("SOURCE", source), ("TARGET", target)):
+            if not str(value).strip():
+                raise ValidationError(f"Give the {name} database: a SQLite path or a postgresql:// URL.")
+        return await storage.copy_database(str(source).strip(), str(target).strip())

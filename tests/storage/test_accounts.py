@@ -12,7 +12,7 @@ import pytest
 import storage
 from bot.accounts import AccountService
 from bot.catalog import Catalog
-from bot.errors import ValidationError
+from bot.errors import NotFound, ValidationError
 from tests.storage.conftest import GUILD, T0
 
 PRO = "black-forest-labs/flux-kontext-pro"
@@ -141,8 +141,10 @@ async def test_admin_operations_reach_storage(accounts, db):
     r = await storage.accept_job(db, _job(PRO))
     refund = await accounts.refund(r.job_id, actor_id=7, reason="test")
     assert refund.returned_images == 1
-    with pytest.raises(storage.JobNotFound):
+    with pytest.raises(NotFound, match="No job 'missing'"):
         await accounts.refund("missing")
+    with pytest.raises(NotFound, match="in this server"):
+        await accounts.refund(r.job_id, guild_id=GUILD + 1)
     assert await accounts.set_channel(GUILD, 77, actor_id=7) == {77}
     settings = await accounts.update_settings(4, default_model="flux-kontext-max", aspect_ratio="16:9")
     assert (settings.default_model, settings.aspect_ratio) == (MAX, "16:9")
