@@ -65,7 +65,7 @@ class Limits:
 @dataclass(frozen=True)
 class Settings:
     discord_token: str = field(default="", repr=False)
-    db_path: str = DEFAULT_DB
+    db_path: str = field(default=DEFAULT_DB, repr=False)  # KONTEXT_DB: a URL may carry a password
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)

@@ -47,7 +47,9 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(settings: Settings, *, create_db: bool = True) -> AsyncIterator[Services]:
+    """``create_db=False``: a missing SQLite file is an error, not a new empty database (for
+    commands that only read)."""
     if settings.sandbox_only:
         log.info("No provider API key is set: every model is served by the free local sandbox.")
     # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
@@ -58,7 +60,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
     ) as http:
         with worded():
-            db = await open_database(settings.db_path)
+            db = await open_database(settings.db_path, create=create_db)
         try:
             client = ProviderClient(http, settings.limits, secrets=settings.secrets())
             adapters = build_adapters(settings)
