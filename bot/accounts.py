@@ -443,10 +443,12 @@ class AccountService:
                 f"{str(target)!r} cannot be written ({exc.strerror or type(exc).__name__}).", field="path"
             ) from None
 
-    async def copy_database(self, source: str | Path, target: str | Path) -> storage.CopyReport:
+    @staticmethod
+    async def copy_database(source: str | Path, target: str | Path) -> storage.CopyReport:
         """kontext-bot db copy SOURCE TARGET: each a SQLite path or a postgresql:// URL. Copies
         everything from one consistent snapshot of SOURCE (safe while a bot writes it) into an empty
-        TARGET, and checks row counts and ``db check`` there before it reports success."""
+        TARGET, and checks row counts and ``db check`` there before it reports success. Static: it
+        opens the two databases it is given, not the service's own."""
         for name, value in (("SOURCE", source), ("TARGET", target)):
             if not str(value).strip():
                 raise ValidationError(f"Give the {name} database: a SQLite path or a postgresql:// URL.")

@@ -101,9 +101,12 @@ def worded() -> Iterator[None]:
 def speaks_for_storage(cls: C) -> C:
     """Class decorator: every public coroutine method of a service raises worded errors."""
     for name, method in list(vars(cls).items()):
-        if name.startswith("_") or not inspect.iscoroutinefunction(method):
+        if name.startswith("_"):
             continue
-        setattr(cls, name, _worded_method(method))
+        if isinstance(method, staticmethod) and inspect.iscoroutinefunction(method.__func__):
+            setattr(cls, name, staticmethod(_worded_method(method.__func__)))
+        elif inspect.iscoroutinefunction(method):
+            setattr(cls, name, _worded_method(method))
     return cls
 
 

@@ -12,7 +12,7 @@ import pytest
 import storage
 from bot.accounts import AccountService
 from bot.catalog import Catalog
-from bot.errors import NotFound, ValidationError
+from bot.errors import NotFound, UserError, ValidationError
 from tests.storage.conftest import GUILD, T0
 
 PRO = "black-forest-labs/flux-kontext-pro"
@@ -151,3 +151,16 @@ async def test_admin_operations_reach_storage(accounts, db):
     assert await accounts.settings(4) == settings
     assert await accounts.check() == []
     assert {e.actor_id for e in await storage.audit_log(db, GUILD)} == {7, None}
+
+
+async def test_copy_database_moves_a_server_and_words_its_refusals(db, tmp_path):
+    await storage.set_guild_budget(db, GUILD, 5_000_000, now=T0)
+    target = tmp_path / "moved.db"
+    report = await AccountService.copy_database(db.target.value, str(target))  # no service database needed
+    assert report.rows["guild_config"] == 1 and report.rows["audit"] == 1
+    with pytest.raises(UserError, match="already holds data"):
+        await AccountService.copy_database(db.target.value, str(target))
+    with pytest.raises(ValidationError, match="Give the TARGET database"):
+        await AccountService.copy_database(db.target.value, " ")
+    with pytest.raises(UserError, match="unsupported URL scheme 'mysql'"):
+        await AccountService.copy_database(db.target.value, "mysql://u@h/db")
