@@ -449,7 +449,17 @@ class AccountService:
         everything from one consistent snapshot of SOURCE (safe while a bot writes it) into an empty
         TARGET, and checks row counts and ``db check`` there before it reports success. Static: it
         opens the two databases it is given, not the service's own."""
-        for name, value in (("SOURCE", source), ("TARGET", target)):
-            if not str(value).strip():
-                raise ValidationError(f"Give the {name} database: a SQLite path or a postgresql:// URL.")
-        return await storage.copy_database(str(source).strip(), str(target).strip())
+        given = []
+        for name, value in (("source", source), ("target", target)):
+            text = str(value).strip()
+            try:
+                if not text:
+                    raise storage.UnsupportedTarget("")
+                storage.parse_target(text)
+            except storage.UnsupportedTarget as exc:
+                not_this = f", not a {exc.scheme}:// URL" if exc.scheme else ""
+                raise ValidationError(
+                    f"must be a SQLite path or a postgresql:// URL{not_this}.", field=name
+                ) from None
+            given.append(text)
+        return await storage.copy_database(*given)

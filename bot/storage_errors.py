@@ -51,10 +51,7 @@ def user_error(exc: storage.StorageError) -> UserError | None:
         case storage.NotADatabase():
             return StorageProblem(f"Cannot open the database {exc.target}: {exc.detail}")
         case storage.DatabaseMissing():
-            return StorageProblem(
-                f"There is no database at {exc.target}: check KONTEXT_DB (the bot creates its database "
-                "on its first start)."
-            )
+            return StorageProblem(f"There is no database at {exc.target}; nothing was created there.")
         case storage.DatabaseBusy():
             return StorageProblem(
                 f"The database {exc.target} is busy: another process has held its lock too long. "

@@ -160,7 +160,8 @@ async def test_copy_database_moves_a_server_and_words_its_refusals(db, tmp_path)
     assert report.rows["guild_config"] == 1 and report.rows["audit"] == 1
     with pytest.raises(UserError, match="already holds data"):
         await AccountService.copy_database(db.target.value, str(target))
-    with pytest.raises(ValidationError, match="Give the TARGET database"):
+    with pytest.raises(ValidationError, match=r"^target must be a SQLite path or a postgresql:// URL\.$"):
         await AccountService.copy_database(db.target.value, " ")
-    with pytest.raises(UserError, match="unsupported URL scheme 'mysql'"):
-        await AccountService.copy_database(db.target.value, "mysql://u@h/db")
+    with pytest.raises(ValidationError, match="not a mysql:// URL") as err:
+        await AccountService.copy_database("mysql://u@h/db", db.target.value)
+    assert err.value.field == "source"
