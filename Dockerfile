@@ -1,4 +1,5 @@
-# kontext-bot: slim Python, a numeric non-root user, SQLite on a volume, pinned dependencies.
+# kontext-bot: slim Python, a numeric non-root user, SQLite on a volume (or KONTEXT_DB=postgresql://...:
+# asyncpg is pinned too), pinned dependencies.
 #   docker build -t kontext-bot .
 #   docker run -e DISCORD_TOKEN=... -v kontext-data:/data kontext-bot
 # .dockerignore is an allow-list: no tests, benches, .git or local databases reach the image.

@@ -1,6 +1,8 @@
 """Benchmark 4: ledger throughput. Reserve + settle pairs per second (storage.accept_job +
 storage.complete_job) on a file database in WAL mode, in one process; and 500 contenders at once
-for a free quota of 100, which must grant exactly 100.
+for a free quota of 100, which must grant exactly 100. The same pairs on PostgreSQL beside it
+(a fresh database per repetition on the server at KONTEXT_BENCH_POSTGRES, by default
+postgresql://postgres@127.0.0.1:5432/postgres), and on both with 4 processes sharing the database.
 
 Figures: pairs/s awaited one after another (the latency-bound case) and with 32 pairs in flight
 (how the bot runs: many jobs at once, one writer thread). Baseline, same run, same file: the very
@@ -33,9 +35,10 @@ GUILD = 100
 MODEL = "bench-model"
 PRICE = 40_000
 IN_FLIGHT = 32
+PROCESSES = 4
 
 
-def _job(i: int, free_quota: int = 10**9, user: int | None = None) -> Any:
+def _job(i: int, free_quota: int = 10**9, user: int | None = None, guild: int = GUILD) -> Any:
     import storage
 
     return storage.NewJob(
@@ -45,7 +48,7 @@ def _job(i: int, free_quota: int = 10**9, user: int | None = None) -> Any:
         price_micros=PRICE,
         free_quota=free_quota,
         user_id=user if user is not None else i % 97 + 1,
-        guild_id=GUILD,
+        guild_id=guild,
         channel_id=7,
         params={"seed": i, "aspect_ratio": "1:1"},
         meta={"input_refs": [], "source": "bench"},
@@ -53,27 +56,32 @@ def _job(i: int, free_quota: int = 10**9, user: int | None = None) -> Any:
     )
 
 
-async def _open(path: Path) -> Any:
+async def _open(target: Path | str) -> Any:
     from storage import open_database
 
-    return await open_database(path)
+    return await open_database(target)
 
 
-async def pairs_per_second(path: Path, pairs: int, in_flight: int = 1) -> float:
-    """accept_job + complete_job pairs per second, ``in_flight`` pairs at a time."""
+async def pairs_per_second(
+    target: Path | str, pairs: int, in_flight: int = 1, *, guild: int = GUILD, start: Any = None
+) -> float:
+    """accept_job + complete_job pairs per second, ``in_flight`` pairs at a time (a SQLite path or
+    a PostgreSQL URL). ``start``: an awaitable to wait on once warmed up (the multi-process run)."""
     import storage
 
-    db = await _open(path)
+    db = await _open(target)
     try:
-        for i in range(20):  # warm the caches and the connection threads
-            r = await storage.accept_job(db, _job(i))
+        for i in range(20):  # warm the caches and the connection threads (and pool)
+            r = await storage.accept_job(db, _job(i, guild=guild))
             await storage.complete_job(db, r.job_id, 1)
 
-        async def lane(start: int) -> None:
-            for i in range(start, pairs, in_flight):
-                r = await storage.accept_job(db, _job(i))
+        async def lane(first: int) -> None:
+            for i in range(first, pairs, in_flight):
+                r = await storage.accept_job(db, _job(i, guild=guild))
                 await storage.complete_job(db, r.job_id, 1)
 
+        if start is not None:
+            await start
         t0 = time.perf_counter()
         await asyncio.gather(*(lane(k) for k in range(in_flight)))
         return pairs / (time.perf_counter() - t0)
@@ -87,18 +95,19 @@ async def _migrate(path: Path) -> None:
 
 
 def _sync_connection(path: Path) -> sqlite3.Connection:
-    from storage.db import _configure
+    from storage.sqlite import configure
 
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    _configure(conn)
+    configure(conn)
     return conn
 
 
 def sync_pairs_per_second(path: Path, pairs: int) -> float:
-    """Baseline: the same two transactions, called straight on a sqlite3 connection."""
-    from storage.db import _in_transaction
-    from storage.jobs import _accept, _complete, new_job_id
+    """Baseline: the same two transactions, driven straight on a sqlite3 connection."""
+    from storage.jobs import new_job_id
     from storage.periods import utc
+    from storage.settle import _accept, _complete
+    from storage.sqlite import _in_transaction
 
     asyncio.run(_migrate(path))
     conn = _sync_connection(path)
@@ -123,17 +132,20 @@ def grouped_pairs_per_second(path: Path, pairs: int, group: int = IN_FLIGHT) -> 
     """Experiment (a ceiling, not the product): the same transactions, ``group`` of them per
     BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT so one failing operation would roll back
     alone -- what a group-committing writer thread would do with the operations queued on it."""
-    from storage.jobs import _accept, _complete, new_job_id
+    from storage.conn import SqliteConn, drive
+    from storage.jobs import new_job_id
     from storage.periods import utc
+    from storage.settle import _accept, _complete
 
     asyncio.run(_migrate(path))
     conn = _sync_connection(path)
+    ops_conn = SqliteConn(conn)
 
     def batch(ops: list[tuple[Any, tuple[Any, ...]]]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         for fn, args in ops:
             conn.execute("SAVEPOINT op")
-            fn(conn, *args)
+            drive(fn(ops_conn, *args))
             conn.execute("RELEASE op")
         conn.execute("COMMIT")
 
@@ -178,9 +190,10 @@ class _TimedConnection:
 def sql_breakdown(path: Path, pairs: int = 500) -> dict[str, float]:
     """Where one pair's time goes when run directly: microseconds per pair in COMMIT, BEGIN, the
     other statements, and Python (decide, row -> dataclass, JSON, time formatting); statements/pair."""
-    from storage.db import _in_transaction
-    from storage.jobs import _accept, _complete, new_job_id
+    from storage.jobs import new_job_id
     from storage.periods import utc
+    from storage.settle import _accept, _complete
+    from storage.sqlite import _in_transaction
 
     asyncio.run(_migrate(path))
     raw = _sync_connection(path)
@@ -205,7 +218,6 @@ async def contention(path: Path, contenders: int = 500, quota: int = 100) -> dic
     """``contenders`` reservations at once by one member for a free quota of ``quota`` (and no
     budget), spread over two connections to the file, so SQLite's own lock is contended too."""
     import storage
-    from bot.errors import QuotaExceeded
 
     db, other = await _open(path), await _open(path)
     try:
@@ -215,7 +227,7 @@ async def contention(path: Path, contenders: int = 500, quota: int = 100) -> dic
             try:
                 await storage.accept_job(db if i % 2 else other, _job(i, free_quota=5, user=4242))
                 return True
-            except QuotaExceeded:
+            except storage.QuotaRefused:
                 return False
 
         t0 = time.perf_counter()
@@ -229,7 +241,9 @@ async def contention(path: Path, contenders: int = 500, quota: int = 100) -> dic
 
 
 def measure(pairs: int = 2000, reps: int = 5, contenders: int = 500, quota: int = 100) -> dict[str, Any]:
-    seq, conc, base, grouped = [], [], [], []
+    from bench import ledger_shared  # it imports this module
+
+    seq, conc, base, grouped, procs = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="kontext-bench-ledger-") as tmp:
         for rep in range(reps):
             # A fresh file per repetition and per mode: every figure starts from the same table sizes.
@@ -237,21 +251,28 @@ def measure(pairs: int = 2000, reps: int = 5, contenders: int = 500, quota: int 
             conc.append(asyncio.run(pairs_per_second(Path(tmp) / f"conc{rep}.db", pairs, IN_FLIGHT)))
             base.append(sync_pairs_per_second(Path(tmp) / f"sync{rep}.db", pairs))
             grouped.append(grouped_pairs_per_second(Path(tmp) / f"group{rep}.db", pairs))
+            procs.append(
+                ledger_shared.processes_pairs_per_second(Path(tmp) / f"procs{rep}.db", pairs // PROCESSES)
+            )
         breakdown = sql_breakdown(Path(tmp) / "breakdown.db")
         fight = asyncio.run(contention(Path(tmp) / "contention.db", contenders, quota))
     return {
         "sequential": median(seq),
         "in_flight": median(conc),
+        "processes": median(procs),
         "sync": median(base),
         "grouped": median(grouped),
         "breakdown": breakdown,
         "contention": fight,
         "quota": quota,
         "contenders": contenders,
+        "postgres": ledger_shared.measure_postgres(pairs, reps),
     }
 
 
 def results(m: dict[str, Any]) -> list[Result]:
+    from bench import ledger_shared
+
     c, b = m["contention"], m["breakdown"]
     return [
         Result(
@@ -295,6 +316,17 @@ def results(m: dict[str, Any]) -> list[Result]:
             f"{c['seconds']:.2f} s for all {m['contenders']}; db check "
             f"{'clean' if c['consistent'] else 'FOUND PROBLEMS'}",
         ),
+        Result(
+            f"ledger pairs/s, {PROCESSES} processes x {IN_FLIGHT} in flight",
+            m["processes"],
+            "/s",
+            m["in_flight"],
+            "1 process",
+            "info",
+            None,
+            "one SQLite file, one writer at a time across processes (its lock and busy timeout)",
+        ),
+        *ledger_shared.postgres_results(m),
     ]
 
 

@@ -18,8 +18,9 @@ import storage
 from bot import checks
 from bot.catalog import ASPECT_RATIOS, Catalog
 from bot.checks import MAX_FREE_QUOTA_IMAGES, MAX_GRANT_IMAGES, PERIODS
-from bot.errors import ValidationError
+from bot.errors import NotFound, ValidationError
 from bot.reports import QuotaReport, UsageReport
+from bot.storage_errors import speaks_for_storage
 from storage import Database
 from storage.periods import utc
 
@@ -59,6 +60,7 @@ class GuildSettings:
     channels: frozenset[int]  # empty: every channel
 
 
+@speaks_for_storage  # storage's facts leave every public method as UserErrors
 class AccountService:
     """Quota, usage and admin operations over the database, checked against the catalog."""
 
@@ -197,15 +199,15 @@ class AccountService:
     async def refund(
         self, job_id: str, *, actor_id: int | None = None, reason: str = "", guild_id: int | None = None
     ) -> storage.Refund:
-        """admin refund JOB_ID. Raises JobNotFound (a UserError) for an unknown job, and for a job of
-        another guild when ``guild_id`` is given (a server's admins refund their own server's jobs)."""
+        """admin refund JOB_ID. Raises NotFound for an unknown job, and for a job of another guild
+        when ``guild_id`` is given (a server's admins refund their own server's jobs)."""
         job_id = (job_id or "").strip()
         if not job_id:
             raise ValidationError("Give the id of the job to refund.")
         if guild_id is not None:
             job = await storage.get_job(self.db, job_id)
             if job is None or job.guild_id != guild_id:
-                raise storage.JobNotFound(f"No job {job_id!r} in this server.")
+                raise NotFound(f"No job {job_id!r} in this server.")
         return await storage.refund_job(self.db, job_id, actor_id=actor_id, reason=reason)
 
     async def set_channel(
@@ -282,3 +284,24 @@ class AccountService:
             raise ValidationError(
                 f"{str(target)!r} cannot be written ({exc.strerror or type(exc).__name__}).", field="path"
             ) from None
+
+    @staticmethod
+    async def copy_database(source: str | Path, target: str | Path) -> storage.CopyReport:
+        """kontext-bot db copy SOURCE TARGET: each a SQLite path or a postgresql:// URL. Copies
+        everything from one consistent snapshot of SOURCE (safe while a bot writes it) into an empty
+        TARGET, and checks row counts and ``db check`` there before it reports success. Static: it
+        opens the two databases it is given, not the service's own."""
+        given = []
+        for name, value in (("source", source), ("target", target)):
+            text = str(value).strip()
+            try:
+                if not text:
+                    raise storage.UnsupportedTarget("")
+                storage.parse_target(text)
+            except storage.UnsupportedTarget as exc:
+                not_this = f", not a {exc.scheme}:// URL" if exc.scheme else ""
+                raise ValidationError(
+                    f"must be a SQLite path or a postgresql:// URL{not_this}.", field=name
+                ) from None
+            given.append(text)
+        return await storage.copy_database(*given)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from bot.catalog import PROVIDERS, SANDBOX, Catalog
 from bot.errors import ConfigError
 from bot.redact import MIN_SECRET_LENGTH
+from storage.targets import Target, UnsupportedTarget, parse_target
 
 DEFAULT_BASE_URLS = {
     "modelverse": "https://api.umodelverse.ai",
@@ -70,7 +71,7 @@ class Limits:
 @dataclass(frozen=True)
 class Settings:
     discord_token: str = field(default="", repr=False)
-    db_path: str = DEFAULT_DB
+    db_path: str = field(default=DEFAULT_DB, repr=False)  # KONTEXT_DB: a URL may carry a password
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
     providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
@@ -88,9 +89,26 @@ class Settings:
     def sandbox_only(self) -> bool:
         return self.enabled_providers == (SANDBOX,)
 
+    @property
+    def db_target(self) -> Target:
+        """KONTEXT_DB parsed: a SQLite path, or a PostgreSQL URL (checked by load_settings)."""
+        return parse_target(self.db_path)
+
+    @property
+    def db_label(self) -> str:
+        """KONTEXT_DB for people and logs: the path, or the URL with its password redacted."""
+        return self.db_target.label
+
+    @property
+    def data_dir(self) -> Path:
+        """Where files beside the database go (kept input images): the SQLite file's folder, or
+        ./data when the database is a PostgreSQL server."""
+        db = self.db_target
+        return db.path.parent if db.dialect == "sqlite" else Path(DEFAULT_DB).parent
+
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text before it is logged or shown."""
-        values = [self.discord_token, *(p.api_key for p in self.providers.values())]
+        values = [self.discord_token, *(p.api_key for p in self.providers.values()), *self.db_target.secrets]
         return tuple(v for v in values if v and len(v) >= MIN_SECRET_LENGTH)
 
 
@@ -134,6 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"KONTEXT_CONFIG [models]: {exc}") from None
 
     db_path = env.get("KONTEXT_DB", "").strip() or file_data.get("database", {}).get("path") or DEFAULT_DB
+    _check_db(str(db_path))
     api_base = env.get("DISCORD_API_BASE", "").strip() or None
     gateway = env.get("DISCORD_GATEWAY_URL", "").strip() or None
     if api_base:
@@ -150,6 +169,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catalog=catalog,
         config_file=config_file,
     )
+
+
+def _check_db(value: str) -> None:
+    """A SQLite path, or postgresql:// (postgres://); any other ``scheme://`` is a mistake that would
+    otherwise become a SQLite file in a folder named after the scheme."""
+    try:
+        target = parse_target(value)
+    except UnsupportedTarget as exc:
+        raise ConfigError(
+            f"KONTEXT_DB: unsupported URL scheme {exc.scheme!r}; use a SQLite path or postgresql://..."
+        ) from None
+    if target.dialect == "postgres":
+        parts = urlsplit(target.value)
+        if not parts.hostname and "host=" not in parts.query:
+            raise ConfigError(f"KONTEXT_DB: {target.label} names no host; use postgresql://user@host/dbname.")
+        if parts.path.strip("/") == "":
+            raise ConfigError(
+                f"KONTEXT_DB: {target.label} names no database; use postgresql://user@host/dbname."
+            )
 
 
 def _read_toml(path: str) -> dict[str, Any]:

@@ -69,3 +69,15 @@ class NoRouteError(UserError):
     """No enabled provider serves the model with the requested parameters."""
 
     code = "no_route"
+
+
+class NotFound(UserError):
+    """What was asked for does not exist (a job id, here or in this server)."""
+
+    code = "not_found"
+
+
+class StorageProblem(UserError):
+    """The database cannot be used as it is: busy, full, unreachable, newer than this release."""
+
+    code = "storage"

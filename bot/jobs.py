@@ -29,6 +29,7 @@ from bot.inputs import InputStore
 from bot.money import usd_to_micros
 from bot.providers.base import GenerationRequest, OutputImage, ProviderError, ProviderOutput
 from bot.providers.runner import ProviderRunner
+from bot.storage_errors import speaks_for_storage
 from storage import Database
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class JobFailed(UserError):
 EventSink = Callable[[JobEvent], Awaitable[None]]
 
 
+@speaks_for_storage  # storage's facts leave every public method as UserErrors
 class JobService:
     def __init__(
         self,

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -26,6 +25,7 @@ from bot.jobs import JobService
 from bot.providers.http import ProviderClient
 from bot.providers.registry import build_adapters
 from bot.providers.runner import ProviderRunner
+from bot.storage_errors import worded
 from storage.db import Database, open_database
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,9 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(settings: Settings, *, create_db: bool = True) -> AsyncIterator[Services]:
+    """``create_db=False``: a missing SQLite file is an error, not a new empty database (for
+    commands that only read)."""
     if settings.sandbox_only:
         log.info("No provider API key is set: every model is served by the free local sandbox.")
     # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
@@ -57,7 +59,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with httpx.AsyncClient(
         transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
     ) as http:
-        db = await open_database(settings.db_path)
+        with worded():
+            db = await open_database(settings.db_path, create=create_db)
         try:
             client = ProviderClient(http, settings.limits, secrets=settings.secrets())
             adapters = build_adapters(settings)
@@ -77,7 +80,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 runner=runner,
                 db=db,
                 dispatcher=dispatcher,
-                inputs=InputStore(Path(settings.db_path).parent / "inputs"),
+                inputs=InputStore(settings.data_dir / "inputs"),
                 pillow=pillow,
             )
             accounts = AccountService(db, settings.catalog)

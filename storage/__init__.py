@@ -1,4 +1,4 @@
-"""Storage: jobs, the quota and cost ledger, guild settings and reports, in SQLite via aiosqlite.
+"""Storage: jobs, the quota and cost ledger, guild settings and reports, in SQLite or PostgreSQL.
 
 All SQL of the project lives in this package, parameterised. Decisions, for whoever reads the books:
 
@@ -26,13 +26,17 @@ All SQL of the project lives in this package, parameterised. Decisions, for whoe
   unfinished job, it cancels and refunds it.
 - Balances are sums of the append-only ledger (triggers forbid UPDATE and DELETE on it); the
   ``balances`` table caches them via a trigger in the same transaction, and ``check`` recomputes it.
-- Every operation is one function run whole on an aiosqlite connection's thread in one
-  transaction (BEGIN IMMEDIATE for writes), and two operations of this process can never
-  interleave. Writes waiting together are group-committed: one thread hop and one COMMIT for the
-  batch, each write in its own SAVEPOINT (one that fails rolls back alone); see storage/db.py.
-  A writer and a reader connection; other processes are ordered by SQLite's lock and the busy
-  timeout. This uses aiosqlite's Connection._execute, the one reach past its public API (guarded
-  by tests/storage/test_db.py).
+- Two backends, one API (storage/db.py): SQLite, embedded, the default; PostgreSQL, shared by many
+  processes, when the target is a postgresql:// URL. Every operation is one ``async def op(conn,
+  ...)`` written once against storage/conn.py's Conn and run whole in one transaction. On SQLite it
+  runs on the connection's thread without ever suspending (BEGIN IMMEDIATE for writes, which are
+  group-committed: one thread hop and one COMMIT per batch, each write in its own SAVEPOINT; see
+  storage/sqlite.py). On PostgreSQL a write is one READ COMMITTED transaction that first takes its
+  guild's advisory lock, a read one REPEATABLE READ snapshot (storage/postgres.py). SQLite uses
+  aiosqlite's Connection._execute, the one reach past its public API (guarded by
+  tests/storage/test_sqlite.py).
+- Errors are facts (storage/errors.py): a refusal carries its figures, a missing job its id; the
+  words for people are bot/'s. Storage imports nothing from bot/.
 - complete_job / fail_job on a finished job change nothing and return the earlier outcome; a
   job refused by the provider after dispatch is fail_job(status="refused") and is refunded.
 - Job ids are 12 characters, time-ordered (base-36 milliseconds + 4 random), so they are short to
@@ -41,7 +45,26 @@ All SQL of the project lives in this package, parameterised. Decisions, for whoe
 
 from storage.audit import AuditEntry, audit_log
 from storage.check import check
-from storage.db import Database, StorageError, backup, open_database, schema_version
+from storage.conn import Conn
+from storage.copy import CopyReport, backup, copy_database
+from storage.db import Database, Listening, open_database, schema_version
+from storage.errors import (
+    CopyMismatch,
+    DatabaseBusy,
+    DatabaseFull,
+    DatabaseMissing,
+    DatabaseUnavailable,
+    IntegrityViolation,
+    JobNotFound,
+    MigrationFailed,
+    NotADatabase,
+    QuotaRefused,
+    SameDatabase,
+    SchemaTooNew,
+    StorageError,
+    TargetNotEmpty,
+    UnsupportedTarget,
+)
 from storage.guild_config import (
     ALL_MODELS,
     FreePolicy,
@@ -60,26 +83,19 @@ from storage.guild_config import (
 )
 from storage.jobs import (
     Job,
-    JobNotFound,
     NewJob,
-    QuotaRefused,
-    Refund,
-    Reservation,
-    Settlement,
-    accept_job,
-    complete_job,
-    fail_job,
     get_job,
     list_jobs,
     mark_running,
-    refund_job,
     set_posted,
     set_task_id,
     unfinished_jobs,
 )
-from storage.ledger import grant_free_images
+from storage.ledger import Refusal, Shortfall, grant_free_images
 from storage.periods import PERIODS, Period, period_at
 from storage.reports import BudgetStatus, FreeStatus, QuotaStatus, UsageRow, quota_status, usage
+from storage.settle import Refund, Reservation, Settlement, accept_job, complete_job, fail_job, refund_job
+from storage.targets import Target, parse_target, redact
 from storage.user_settings import UserSettings, get_user_settings, set_user_settings
 
 __all__ = [
@@ -87,21 +103,39 @@ __all__ = [
     "PERIODS",
     "AuditEntry",
     "BudgetStatus",
+    "Conn",
+    "CopyMismatch",
+    "CopyReport",
     "Database",
+    "DatabaseBusy",
+    "DatabaseFull",
+    "DatabaseMissing",
+    "DatabaseUnavailable",
     "FreePolicy",
     "FreeStatus",
     "GuildConfig",
+    "IntegrityViolation",
     "Job",
     "JobNotFound",
+    "Listening",
+    "MigrationFailed",
     "NewJob",
+    "NotADatabase",
     "Period",
     "QuotaRefused",
     "QuotaStatus",
     "Refund",
+    "Refusal",
     "Reservation",
+    "SameDatabase",
+    "SchemaTooNew",
     "Settlement",
+    "Shortfall",
     "StorageError",
+    "Target",
+    "TargetNotEmpty",
     "Team",
+    "UnsupportedTarget",
     "UsageRow",
     "UserSettings",
     "accept_job",
@@ -111,6 +145,7 @@ __all__ = [
     "channel_allowed",
     "check",
     "complete_job",
+    "copy_database",
     "fail_job",
     "get_guild_config",
     "get_job",
@@ -121,8 +156,10 @@ __all__ = [
     "list_teams",
     "mark_running",
     "open_database",
+    "parse_target",
     "period_at",
     "quota_status",
+    "redact",
     "refund_job",
     "schema_version",
     "set_channel_allowed",

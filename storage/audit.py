@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.db import Conn, Database, fetchall
+from storage.conn import Conn
+from storage.db import Database
 from storage.periods import from_db, to_db
 
 
@@ -22,7 +23,7 @@ class AuditEntry:
     details: Mapping[str, Any]
 
 
-def record(
+async def record(
     conn: Conn,
     now: datetime,
     actor_id: int | None,
@@ -30,16 +31,15 @@ def record(
     action: str,
     details: Mapping[str, Any],
 ) -> None:
-    conn.execute(
+    await conn.execute(
         "INSERT INTO audit (at, actor_id, guild_id, action, details) VALUES (?, ?, ?, ?, ?)",
         (to_db(now), actor_id, guild_id, action, json.dumps(dict(details), sort_keys=True, default=str)),
     )
 
 
-def _read(conn: Conn, guild_id: int | None, limit: int) -> list[AuditEntry]:
-    rows = fetchall(
-        conn,
-        "SELECT * FROM audit WHERE (:g IS NULL OR guild_id = :g) ORDER BY id DESC LIMIT :n",
+async def _read(conn: Conn, guild_id: int | None, limit: int) -> list[AuditEntry]:
+    rows = await conn.fetchall(
+        "SELECT * FROM audit WHERE (CAST(:g AS BIGINT) IS NULL OR guild_id = :g) ORDER BY id DESC LIMIT :n",
         {"g": guild_id, "n": limit},
     )
     return [

@@ -1,7 +1,9 @@
 """What a guild's admins set: budget, per-user cap, free quotas, teams, allowed channels.
 
 The ``read_*`` functions take a connection so the ledger consults the settings inside its own
-transaction. Every change writes an audit row with the actor in the same transaction.
+transaction. Every change writes an audit row with the actor in the same transaction, and takes the
+guild's lock first (``conn.lock``): a reservation reading these settings is never interleaved with
+a change to them (on PostgreSQL; SQLite's BEGIN IMMEDIATE already orders every write).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from storage import audit
-from storage.db import Conn, Database, fetchall, fetchone, placeholders
+from storage.conn import Conn, placeholders
+from storage.db import Database
 from storage.periods import DEFAULT_PERIOD, PERIODS, to_db, utc
 
 ALL_MODELS = "*"  # a free-quota row for every model of a guild that has no row of its own
@@ -56,8 +59,8 @@ def _check_count(value: object, what: str) -> None:
 # --- readers (inside a caller's transaction) ---------------------------------------------------
 
 
-def read_guild_config(conn: Conn, guild_id: int) -> GuildConfig:
-    row = fetchone(conn, "SELECT * FROM guild_config WHERE guild_id = ?", (guild_id,))
+async def read_guild_config(conn: Conn, guild_id: int) -> GuildConfig:
+    row = await conn.fetchone("SELECT * FROM guild_config WHERE guild_id = ?", (guild_id,))
     if row is None:
         return GuildConfig(guild_id)
     return GuildConfig(
@@ -65,13 +68,16 @@ def read_guild_config(conn: Conn, guild_id: int) -> GuildConfig:
     )
 
 
-def read_free_overrides(conn: Conn, guild_id: int, model: str | None = None) -> dict[str, tuple[int, str]]:
+async def read_free_overrides(
+    conn: Conn, guild_id: int, model: str | None = None
+) -> dict[str, tuple[int, str]]:
     """The guild's free-quota rows, model -> (images, period); only ``model``'s and "*" if given."""
     if model is None:
-        rows = fetchall(conn, "SELECT model, images, period FROM free_quota WHERE guild_id = ?", (guild_id,))
+        rows = await conn.fetchall(
+            "SELECT model, images, period FROM free_quota WHERE guild_id = ?", (guild_id,)
+        )
     else:
-        rows = fetchall(
-            conn,
+        rows = await conn.fetchall(
             "SELECT model, images, period FROM free_quota WHERE guild_id = ? AND model IN (?, ?)",
             (guild_id, model, ALL_MODELS),
         )
@@ -88,20 +94,19 @@ def free_policy(overrides: dict[str, tuple[int, str]], model: str, default_image
     return FreePolicy(default_images, DEFAULT_PERIOD, "catalog")
 
 
-def read_free_policy(conn: Conn, guild_id: int, model: str, default_images: int) -> FreePolicy:
-    return free_policy(read_free_overrides(conn, guild_id, model), model, default_images)
+async def read_free_policy(conn: Conn, guild_id: int, model: str, default_images: int) -> FreePolicy:
+    return free_policy(await read_free_overrides(conn, guild_id, model), model, default_images)
 
 
-def read_teams(conn: Conn, guild_id: int, roles: Iterable[int] | None = None) -> list[Team]:
+async def read_teams(conn: Conn, guild_id: int, roles: Iterable[int] | None = None) -> list[Team]:
     """The guild's teams in the order they were created; only those of ``roles`` when given."""
     if roles is None:
-        rows = fetchall(conn, "SELECT * FROM teams WHERE guild_id = ? ORDER BY id", (guild_id,))
+        rows = await conn.fetchall("SELECT * FROM teams WHERE guild_id = ? ORDER BY id", (guild_id,))
     else:
         roles = [int(r) for r in roles]
         if not roles:
             return []
-        rows = fetchall(
-            conn,
+        rows = await conn.fetchall(
             f"SELECT * FROM teams WHERE guild_id = ? AND role_id IN ({placeholders(roles)}) ORDER BY id",
             (guild_id, *roles),
         )
@@ -113,27 +118,30 @@ def read_teams(conn: Conn, guild_id: int, roles: Iterable[int] | None = None) ->
 # --- admin writes ------------------------------------------------------------------------------
 
 
-def _set_guild(
+async def _set_guild(
     conn: Conn, guild_id: int, column_values: dict, now: datetime, actor_id: int | None
 ) -> GuildConfig:
-    conn.execute(
+    await conn.lock(f"guild:{guild_id}")
+    await conn.execute(
         "INSERT INTO guild_config (guild_id, updated_at, updated_by) VALUES (?, ?, ?) ON CONFLICT (guild_id) "
         "DO UPDATE SET updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         (guild_id, to_db(now), actor_id),
     )
     # Column names come from the two callers below, never from outside.
     assignments = ", ".join(f"{name} = :{name}" for name in column_values)
-    conn.execute(
+    await conn.execute(
         f"UPDATE guild_config SET {assignments} WHERE guild_id = :g", {**column_values, "g": guild_id}
     )
-    return read_guild_config(conn, guild_id)
+    return await read_guild_config(conn, guild_id)
 
 
-def _budget(
+async def _budget(
     conn: Conn, guild_id: int, micros: int, period: str, actor_id: int | None, now: datetime
 ) -> GuildConfig:
-    config = _set_guild(conn, guild_id, {"budget_micros": micros, "budget_period": period}, now, actor_id)
-    audit.record(conn, now, actor_id, guild_id, "budget", {"micros": micros, "period": period})
+    config = await _set_guild(
+        conn, guild_id, {"budget_micros": micros, "budget_period": period}, now, actor_id
+    )
+    await audit.record(conn, now, actor_id, guild_id, "budget", {"micros": micros, "period": period})
     return config
 
 
@@ -152,11 +160,11 @@ async def set_guild_budget(
     return await db.write(_budget, guild_id, micros, period, actor_id, utc(now))
 
 
-def _cap(
+async def _cap(
     conn: Conn, guild_id: int, micros: int | None, period: str, actor_id: int | None, now: datetime
 ) -> GuildConfig:
-    config = _set_guild(conn, guild_id, {"cap_micros": micros, "cap_period": period}, now, actor_id)
-    audit.record(conn, now, actor_id, guild_id, "cap", {"micros": micros, "period": period})
+    config = await _set_guild(conn, guild_id, {"cap_micros": micros, "cap_period": period}, now, actor_id)
+    await audit.record(conn, now, actor_id, guild_id, "cap", {"micros": micros, "period": period})
     return config
 
 
@@ -176,7 +184,7 @@ async def set_user_cap(
     return await db.write(_cap, guild_id, micros, period, actor_id, utc(now))
 
 
-def _free_quota(
+async def _free_quota(
     conn: Conn,
     guild_id: int,
     model: str,
@@ -185,17 +193,18 @@ def _free_quota(
     actor_id: int | None,
     now: datetime,
 ) -> None:
+    await conn.lock(f"guild:{guild_id}")
     if images is None:
-        conn.execute("DELETE FROM free_quota WHERE guild_id = ? AND model = ?", (guild_id, model))
+        await conn.execute("DELETE FROM free_quota WHERE guild_id = ? AND model = ?", (guild_id, model))
     else:
-        conn.execute(
+        await conn.execute(
             "INSERT INTO free_quota (guild_id, model, images, period, updated_at, updated_by) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, model) DO UPDATE SET "
             "images = excluded.images, period = excluded.period, "
             "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             (guild_id, model, images, period, to_db(now), actor_id),
         )
-    audit.record(
+    await audit.record(
         conn, now, actor_id, guild_id, "free_quota", {"model": model, "images": images, "period": period}
     )
 
@@ -218,7 +227,7 @@ async def set_free_quota(
     await db.write(_free_quota, guild_id, model, images, period, actor_id, utc(now))
 
 
-def _team(
+async def _team(
     conn: Conn,
     guild_id: int,
     role_id: int,
@@ -228,7 +237,8 @@ def _team(
     actor_id: int | None,
     now: datetime,
 ) -> Team:
-    conn.execute(
+    await conn.lock(f"guild:{guild_id}")
+    await conn.execute(
         "INSERT INTO teams (guild_id, role_id, name, budget_micros, period, updated_at, updated_by) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, role_id) DO UPDATE SET "
         "name = excluded.name, budget_micros = excluded.budget_micros, period = excluded.period, "
@@ -236,8 +246,8 @@ def _team(
         (guild_id, role_id, name, micros, period, to_db(now), actor_id),
     )
     details = {"role_id": role_id, "name": name, "micros": micros, "period": period}
-    audit.record(conn, now, actor_id, guild_id, "team", details)
-    (team,) = read_teams(conn, guild_id, [role_id])
+    await audit.record(conn, now, actor_id, guild_id, "team", details)
+    (team,) = await read_teams(conn, guild_id, [role_id])
     return team
 
 
@@ -279,20 +289,23 @@ async def list_free_quotas(db: Database, guild_id: int) -> dict[str, FreePolicy]
 # --- allowed channels --------------------------------------------------------------------------
 
 
-def _channel(
+async def _channel(
     conn: Conn, guild_id: int, channel_id: int, allowed: bool, actor_id: int | None, now: datetime
 ) -> None:
+    await conn.lock(f"guild:{guild_id}")
     if allowed:
-        conn.execute(
-            "INSERT OR IGNORE INTO guild_channels (guild_id, channel_id, added_at, added_by) "
-            "VALUES (?, ?, ?, ?)",
+        await conn.execute(
+            "INSERT INTO guild_channels (guild_id, channel_id, added_at, added_by) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (guild_id, channel_id) DO NOTHING",
             (guild_id, channel_id, to_db(now), actor_id),
         )
     else:
-        conn.execute(
+        await conn.execute(
             "DELETE FROM guild_channels WHERE guild_id = ? AND channel_id = ?", (guild_id, channel_id)
         )
-    audit.record(conn, now, actor_id, guild_id, "channel", {"channel_id": channel_id, "allowed": allowed})
+    await audit.record(
+        conn, now, actor_id, guild_id, "channel", {"channel_id": channel_id, "allowed": allowed}
+    )
 
 
 async def set_channel_allowed(
@@ -308,8 +321,8 @@ async def set_channel_allowed(
     await db.write(_channel, guild_id, channel_id, allowed, actor_id, utc(now))
 
 
-def _channels(conn: Conn, guild_id: int) -> frozenset[int]:
-    rows = fetchall(conn, "SELECT channel_id FROM guild_channels WHERE guild_id = ?", (guild_id,))
+async def _channels(conn: Conn, guild_id: int) -> frozenset[int]:
+    rows = await conn.fetchall("SELECT channel_id FROM guild_channels WHERE guild_id = ?", (guild_id,))
     return frozenset(r[0] for r in rows)
 
 

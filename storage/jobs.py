@@ -1,49 +1,27 @@
-"""Job records, and the operations that change a job and its money together in one transaction.
+"""Job records: what was asked, where it runs, how it ended, where the result was posted.
 
-accept_job -> (mark_running, set_task_id)* -> complete_job | fail_job. A job's reservation is
-closed exactly once: complete and fail are no-ops on a finished job and return its earlier outcome,
-and the ledger's unique index refuses a second close even if code here were wrong.
+accept_job -> (mark_running, set_task_id)* -> complete_job | fail_job; the operations that change a
+job and its money together live in storage/settle.py. Rows become dataclasses here, at the edge.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
-from bot.errors import QuotaExceeded
-from storage import audit, ledger
-from storage.db import Conn, Database, StorageError, fetchall, fetchone
+from storage.conn import LOCK_ID_SQL, Conn
+from storage.db import Database
+from storage.errors import JobNotFound
 from storage.periods import from_db, to_db, utc
-
-log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "succeeded", "failed", "refused", "cancelled")
 UNFINISHED = ("queued", "running")
 FAILURES = ("failed", "refused", "cancelled")
-
-
-class JobNotFound(StorageError):
-    code = "not_found"
-
-
-class QuotaRefused(QuotaExceeded):
-    """QuotaExceeded with the figures behind the message; the refused job is recorded."""
-
-    def __init__(
-        self, message: str, *, job_id: str, cost_micros: int, free_remaining: int, resets_at: datetime
-    ) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-        self.cost_micros = cost_micros
-        self.free_remaining = free_remaining
-        self.resets_at = resets_at
 
 
 @dataclass(frozen=True)
@@ -108,7 +86,10 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
-        d = {name: row[name] for name in _JOB_FIELDS}  # columns a later migration adds are ignored
+        # Columns a later migration adds are ignored. Through a dict: sqlite3.Row looks a name up by
+        # scanning its columns, which for 33 of them is most of the cost of reading a job.
+        found = dict(zip(row.keys(), row, strict=True))
+        d = {name: found[name] for name in _JOB_FIELDS}
         for name in ("created_at", "updated_at", "started_at", "finished_at", "deadline_at"):
             d[name] = from_db(d[name])
         d["params"] = json.loads(d["params"])
@@ -120,45 +101,7 @@ class Job:
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 
-@dataclass(frozen=True)
-class Reservation:
-    job_id: str
-    charged_to: str  # free | team:<name> | guild | operator
-    images: int  # free images reserved (0 unless charged_to == "free")
-    micros: int  # micro-dollars reserved from a budget (0 when free)
-    estimate_micros: int  # price x images, whoever pays
-    free_remaining: int | None  # the user's free images of this model left after this job
-    resets_at: datetime | None  # when the paying quota or budget resets
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """How a job ended, money-wise. ``already`` means it had ended before and nothing changed.
-
-    Free images left after a free job: ``reservation.free_remaining + returned_images``.
-    """
-
-    job_id: str
-    status: str
-    charged_to: str | None
-    images_delivered: int
-    cost_micros: int  # what the job cost (the provider's bill), even when free to the user
-    charged_micros: int  # taken from a budget: 0 for free, failed and refunded jobs
-    returned_micros: int  # reservation given back
-    returned_images: int  # free images given back
-    overrun_micros: int  # charged beyond the reservation
-    already: bool = False
-
-
-@dataclass(frozen=True)
-class Refund:
-    job_id: str
-    returned_micros: int
-    returned_images: int
-    already: bool  # True: nothing was left to refund
-
-
-def _json(value: Mapping[str, Any] | Sequence[str]) -> str:
+def to_json(value: Mapping[str, Any] | Sequence[str]) -> str:
     return json.dumps(value if isinstance(value, list | tuple) else dict(value), sort_keys=True, default=str)
 
 
@@ -176,107 +119,39 @@ def new_job_id() -> str:
     return text + "".join(secrets.choice(_ALPHABET) for _ in range(4))
 
 
-def _accept(conn: Conn, job: NewJob, job_id: str, now: datetime) -> ledger.Decision | ledger.Refusal:
-    guild_id = job.guild_id or 0
-    decision = ledger.decide(
-        conn,
-        user_id=job.user_id,
-        guild_id=guild_id,
-        model=job.model,
-        images=job.images,
-        price_micros=job.price_micros,
-        free_default=job.free_quota,
-        roles=job.roles,
-        now=now,
-    )
-    refused = isinstance(decision, ledger.Refusal)
-    conn.execute(
-        "INSERT INTO jobs (id, created_at, updated_at, user_id, guild_id, channel_id, model, kind, prompt, "
-        "params, meta, input_count, images_requested, price_micros, estimated_micros, status, reservation, "
-        "charged_to, team_id, finished_at, deadline_at, error) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            job_id,
-            to_db(now),
-            to_db(now),
-            job.user_id,
-            guild_id,
-            job.channel_id,
-            job.model,
-            job.kind,
-            job.prompt,
-            _json(job.params),
-            _json(job.meta),
-            job.input_count,
-            job.images,
-            job.price_micros,
-            job.price_micros * job.images,
-            "refused" if refused else "queued",
-            "none" if refused else "open",
-            None if refused else decision.charged_to,
-            None if refused else decision.team_id,
-            to_db(now) if refused else None,
-            to_db(now + timedelta(seconds=job.deadline_s)),
-            decision.message if refused else None,
-        ),
-    )
-    if not refused:
-        ledger.write_lines(conn, "reserve", decision.lines, now, job_id=job_id)
-    return decision
-
-
-async def accept_job(db: Database, job: NewJob, *, now: datetime | None = None) -> Reservation:
-    """Record the job and reserve its estimate in one transaction; or record it as refused and
-    raise QuotaRefused (a QuotaExceeded) saying what is left, what it would cost, when it resets."""
-    if job.images < 1:
-        raise ValueError("a job makes at least one image")
-    if job.price_micros < 0 or job.free_quota < 0:
-        raise ValueError("price and free quota cannot be negative")
-    for attempt in range(5):
-        job_id = job.job_id or new_job_id()
-        try:
-            decision = await db.write(_accept, job, job_id, utc(now))
-            break
-        except sqlite3.IntegrityError:
-            # Two jobs drew the same id in the same millisecond (the transaction rolled back whole).
-            if job.job_id or attempt == 4:
-                raise
-    if isinstance(decision, ledger.Refusal):
-        log.info("job %s refused: %s", job_id, decision.message)
-        raise QuotaRefused(
-            decision.message,
-            job_id=job_id,
-            cost_micros=decision.cost_micros,
-            free_remaining=decision.free_remaining,
-            resets_at=decision.resets_at,
-        )
-    estimate = job.price_micros * job.images
-    return Reservation(
-        job_id,
-        decision.charged_to,
-        sum(line.images for line in decision.lines),
-        sum(line.micros for line in decision.lines if line.account != "user"),
-        estimate,
-        decision.free_remaining,
-        decision.resets_at,
-    )
-
-
-def _load(conn: Conn, job_id: str) -> Job:
-    row = fetchone(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+async def load(conn: Conn, job_id: str) -> Job:
+    row = await conn.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
     if row is None:
-        raise JobNotFound(f"No job {job_id!r}.")
+        raise JobNotFound(job_id)
     return Job.from_row(row)
 
 
-def _update_unfinished(conn: Conn, job_id: str, assignments: str, params: dict) -> bool:
+_LOCK_JOBS_GUILD = (
+    "SELECT guild_id, pg_advisory_xact_lock(" + LOCK_ID_SQL.format("'guild:' || guild_id") + ") "
+    "FROM jobs WHERE id = ?"
+)
+
+
+async def lock_job(conn: Conn, job_id: str) -> Job:
+    """The job, read under its guild's lock: what this transaction reads of the job and of its
+    guild's balances stays true until it commits (see storage/postgres.py)."""
+    if conn.dialect == "sqlite":
+        return await load(conn, job_id)  # BEGIN IMMEDIATE: nothing else writes until we commit
+    # conn.lock(f"guild:{guild_id}") in the statement that finds the guild (it never changes)...
+    locked = await conn.fetchone(_LOCK_JOBS_GUILD, (job_id,))
+    if locked is None:
+        raise JobNotFound(job_id)
+    return await load(conn, job_id)  # ...then the job as the one that held the lock before us left it
+
+
+async def _update_unfinished(conn: Conn, job_id: str, assignments: str, params: dict) -> bool:
     # ``assignments`` is fixed text from this module; values go through parameters.
-    cursor = conn.execute(
+    changed = await conn.execute(
         f"UPDATE jobs SET {assignments}, updated_at = :now "
         "WHERE id = :id AND status IN ('queued', 'running')",
         {**params, "id": job_id},
     )
-    return cursor.rowcount == 1
+    return changed == 1
 
 
 async def mark_running(
@@ -295,7 +170,7 @@ async def mark_running(
         _update_unfinished,
         job_id,
         "status = 'running', provider = :provider, provider_model = :model, task_id = :task, "
-        "price_micros = coalesce(:price, price_micros), attempts = attempts + 1, "
+        "price_micros = coalesce(CAST(:price AS BIGINT), price_micros), attempts = attempts + 1, "
         "started_at = coalesce(started_at, :now)",
         {
             "provider": provider,
@@ -314,134 +189,13 @@ async def set_task_id(db: Database, job_id: str, task_id: str, *, now: datetime 
     )
 
 
-def _summarise(job: Job, rows: Sequence[tuple[str, ledger.Line]], already: bool) -> Settlement:
-    payer = [(e, x) for e, x in rows if x.account != "user"]  # the user bucket mirrors the payer
-    given_back = [x for e, x in payer if e in ("settle", "refund", "reversal")]
-    return Settlement(
-        job.id,
-        job.status,
-        job.charged_to,
-        job.images_delivered,
-        job.actual_micros or 0,
-        sum(x.micros for _, x in payer),
-        -sum(x.micros for x in given_back),
-        -sum(x.images for x in given_back),
-        sum(x.micros for e, x in payer if e == "overrun"),
-        already,
-    )
-
-
-def _complete(
-    conn: Conn, job_id: str, images_delivered: int, actual_micros: int | None, urls: list[str], now: datetime
-) -> Settlement:
-    job = _load(conn, job_id)
-    lines = ledger.job_lines(conn, job_id)
-    if job.finished:
-        return _summarise(job, lines, already=True)
-    reserved = [x for e, x in lines if e == "reserve"]
-    charged_images = min(images_delivered, job.images_requested)
-    cost = actual_micros if actual_micros is not None else job.price_micros * charged_images
-    settle, overrun = ledger.settle_lines(reserved, charged_images, cost)
-    ledger.write_lines(conn, "settle", settle, now, job_id=job_id)
-    ledger.write_lines(conn, "overrun", overrun, now, job_id=job_id)
-    conn.execute(
-        "UPDATE jobs SET status = 'succeeded', reservation = 'settled', images_delivered = ?, "
-        "actual_micros = ?, result_urls = ?, error = NULL, finished_at = ?, updated_at = ? WHERE id = ?",
-        (images_delivered, cost, _json(urls), to_db(now), to_db(now), job_id),
-    )
-    if overrun:
-        log.warning("job %s cost %d micros, more than the %d reserved", job_id, cost, job.estimated_micros)
-    done = replace(job, status="succeeded", images_delivered=images_delivered, actual_micros=cost)
-    written = [("settle", x) for x in settle] + [("overrun", x) for x in overrun]
-    return _summarise(done, lines + written, already=False)
-
-
-async def complete_job(
-    db: Database,
-    job_id: str,
-    images_delivered: int,
-    actual_micros: int | None = None,
-    *,
-    result_urls: Sequence[str] = (),
-    now: datetime | None = None,
-) -> Settlement:
-    """The job succeeded: settle at the actual cost (the provider's figure, else price x images
-    delivered, never for more images than were asked) and mark it succeeded, together.
-    On a job that had already finished, changes nothing and returns its earlier outcome."""
-    if images_delivered < 0 or (actual_micros is not None and actual_micros < 0):
-        raise ValueError("images delivered and cost cannot be negative")
-    return await db.write(_complete, job_id, images_delivered, actual_micros, list(result_urls), utc(now))
-
-
-def _refund_open(
-    conn: Conn, job: Job, status: str, error: str | None, now: datetime, actor_id: int | None = None
-) -> bool:
-    if job.finished:
-        return False
-    refund = [x.negated() for e, x in ledger.job_lines(conn, job.id) if e == "reserve"]
-    ledger.write_lines(conn, "refund", refund, now, job_id=job.id, actor_id=actor_id)
-    conn.execute(
-        "UPDATE jobs SET status = ?, reservation = 'refunded', actual_micros = 0, error = ?, "
-        "finished_at = ?, updated_at = ? WHERE id = ?",
-        (status, error, to_db(now), to_db(now), job.id),
-    )
-    return True
-
-
-def _fail(conn: Conn, job_id: str, status: str, error: str | None, now: datetime) -> bool:
-    return _refund_open(conn, _load(conn, job_id), status, error, now)
-
-
-async def fail_job(
-    db: Database,
-    job_id: str,
-    status: str = "failed",
-    error: str | None = None,
-    *,
-    now: datetime | None = None,
-) -> bool:
-    """The job ended without a result: refund its reservation and set its status, together.
-    False (and nothing changes) if it had already finished."""
-    if status not in FAILURES:
-        raise ValueError(f"status must be one of {', '.join(FAILURES)}, not {status!r}")
-    return await db.write(_fail, job_id, status, error, utc(now))
-
-
-def _admin_refund(conn: Conn, job_id: str, actor_id: int | None, reason: str, now: datetime) -> Refund:
-    job = _load(conn, job_id)
-    before = ledger.net_by_bucket(ledger.job_lines(conn, job_id))
-    if not job.finished:
-        error = f"Refunded by an admin: {reason}" if reason else "Refunded by an admin."
-        _refund_open(conn, job, "cancelled", error, now, actor_id)
-    elif job.reservation == "settled":
-        reversal = [x.negated() for x in before]
-        ledger.write_lines(conn, "reversal", reversal, now, job_id=job_id, actor_id=actor_id, note=reason)
-        conn.execute(
-            "UPDATE jobs SET reservation = 'reversed', updated_at = ? WHERE id = ?", (to_db(now), job_id)
-        )
-    else:
-        return Refund(job_id, 0, 0, already=True)
-    audit.record(conn, now, actor_id, job.guild_id, "refund", {"job_id": job_id, "reason": reason})
-    payer = [x for x in before if x.account != "user"]
-    return Refund(job_id, sum(x.micros for x in payer), sum(x.images for x in payer), already=False)
-
-
-async def refund_job(
-    db: Database, job_id: str, *, actor_id: int | None = None, reason: str = "", now: datetime | None = None
-) -> Refund:
-    """An admin gives a job's charge back. An unfinished job is cancelled and refunded; a finished
-    one has its net charge reversed, in the period it was charged in. Audited either way; a second
-    refund changes nothing (``already``)."""
-    return await db.write(_admin_refund, job_id, actor_id, reason, utc(now))
-
-
-def _posted(conn: Conn, job_id: str, channel_id: int, message_id: int, now: datetime) -> None:
-    cursor = conn.execute(
+async def _posted(conn: Conn, job_id: str, channel_id: int, message_id: int, now: datetime) -> None:
+    changed = await conn.execute(
         "UPDATE jobs SET posted_channel_id = ?, posted_message_id = ?, updated_at = ? WHERE id = ?",
         (channel_id, message_id, to_db(now), job_id),
     )
-    if cursor.rowcount != 1:
-        raise JobNotFound(f"No job {job_id!r}.")
+    if changed != 1:
+        raise JobNotFound(job_id)
 
 
 async def set_posted(
@@ -451,8 +205,8 @@ async def set_posted(
     await db.write(_posted, job_id, channel_id, message_id, utc(now))
 
 
-def _get(conn: Conn, job_id: str) -> Job | None:
-    row = fetchone(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+async def _get(conn: Conn, job_id: str) -> Job | None:
+    row = await conn.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
     return None if row is None else Job.from_row(row)
 
 
@@ -460,11 +214,12 @@ async def get_job(db: Database, job_id: str) -> Job | None:
     return await db.read(_get, job_id)
 
 
-def _list(conn: Conn, user_id: int | None, guild_id: int | None, limit: int) -> list[Job]:
-    rows = fetchall(
-        conn,
-        "SELECT * FROM jobs WHERE (:u IS NULL OR user_id = :u) AND (:g IS NULL OR guild_id = :g) "
-        "ORDER BY created_at DESC, rowid DESC LIMIT :n",
+# Ties on created_at (a clock a test holds still) are broken by id, which grows with time too.
+async def _list(conn: Conn, user_id: int | None, guild_id: int | None, limit: int) -> list[Job]:
+    rows = await conn.fetchall(
+        "SELECT * FROM jobs WHERE (CAST(:u AS BIGINT) IS NULL OR user_id = :u) "
+        "AND (CAST(:g AS BIGINT) IS NULL OR guild_id = :g) "
+        "ORDER BY created_at DESC, id DESC LIMIT :n",
         {"u": user_id, "g": guild_id, "n": limit},
     )
     return [Job.from_row(r) for r in rows]
@@ -477,9 +232,9 @@ async def list_jobs(
     return await db.read(_list, user_id, guild_id, limit)
 
 
-def _unfinished(conn: Conn) -> list[Job]:
-    rows = fetchall(
-        conn, "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, rowid"
+async def _unfinished(conn: Conn) -> list[Job]:
+    rows = await conn.fetchall(
+        "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, id"
     )
     return [Job.from_row(r) for r in rows]
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from storage import audit
-from storage.db import Conn, Database, fetchall
+from storage.conn import Conn
+from storage.db import Database
 from storage.guild_config import read_free_policy, read_guild_config, read_teams
-from storage.periods import Period, day_of, describe_reset, period_at, to_db, utc
+from storage.periods import Period, day_of, period_at, to_db, utc
 
 OPERATOR_BUCKET = "operator"
-MICROS_PER_USD = 1_000_000  # as bot.catalog; storage formats its own messages without importing bot
 
 
 def free_bucket(guild_id: int, user_id: int, model: str) -> str:
@@ -35,13 +34,6 @@ def guild_bucket(guild_id: int) -> str:
 
 def user_bucket(guild_id: int, user_id: int) -> str:
     return f"user:{guild_id}:{user_id}"
-
-
-def usd(micros: int) -> str:
-    """$0.04, $0.048612 — the same text as bot.catalog.micros_to_usd."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS_PER_USD)
-    return f"{sign}${whole}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
 
 
 @dataclass(frozen=True)
@@ -81,33 +73,61 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class Refusal:
-    message: str
-    cost_micros: int
-    free_remaining: int
+class Shortfall:
+    """One figure of a refusal: what was left of what, and when it resets."""
+
+    kind: str  # "free" (images), "cap", "team" or "guild" (micro-dollars)
+    left: int  # never negative
+    limit: int  # the period's allowance (free: grants included); guild 0 means "no budget at all"
     resets_at: datetime
+    name: str | None = None  # a team's name
 
 
-def read_balances(conn: Conn, wanted: Iterable[tuple[str, Period]]) -> dict[tuple[str, Period], Balance]:
+@dataclass(frozen=True)
+class Refusal:
+    """Nothing could pay: the job's estimate and what was short, in the order a person reads them:
+    the free quota first; then either the user's cap (when the cap is what refused) or each team of
+    the user's roles and the guild budget."""
+
+    model: str
+    images: int
+    estimate_micros: int
+    free_left: int
+    shortfalls: tuple[Shortfall, ...]
+    resets_at: datetime  # the soonest reset that could change the answer
+
+    def summary(self) -> str:
+        """A terse record of the figures (logs, the refused job's ``error`` column)."""
+        parts = [f"{self.images} image(s) of {self.model} = {self.estimate_micros} micros"]
+        for s in self.shortfalls:
+            who = f"team {s.name}" if s.kind == "team" else s.kind
+            parts.append(f"{who} {s.left}/{s.limit} until {to_db(s.resets_at)}")
+        return "; ".join(parts)
+
+
+async def read_balances(
+    conn: Conn, wanted: Iterable[tuple[str, Period]]
+) -> dict[tuple[str, Period], Balance]:
     """Each bucket's sums over the days of its period; zero where nothing was written."""
     wanted = list(dict.fromkeys(wanted))
     found: dict[tuple[str, Period], Balance] = dict.fromkeys(wanted, Balance())
     if not wanted:
         return found
     # One statement, one branch per bucket; each is a range scan of the (bucket, day) key.
+    # The casts: PostgreSQL's sum(bigint) is numeric, and a bare parameter in a select list untyped.
     sql = " UNION ALL ".join(
-        "SELECT ? AS i, sum(images), sum(micros), sum(granted) FROM balances "
-        "WHERE bucket = ? AND day >= ? AND day < ?"
+        "SELECT CAST(? AS INTEGER) AS i, CAST(sum(images) AS BIGINT), CAST(sum(micros) AS BIGINT), "
+        "CAST(sum(granted) AS BIGINT) FROM balances WHERE bucket = ? AND day >= ? AND day < ?"
         for _ in wanted
     )
     params = [v for i, (bucket, p) in enumerate(wanted) for v in (i, bucket, p.first_day, p.end_day)]
-    for i, images, micros, granted in fetchall(conn, sql, params):
+    for i, images, micros, granted in await conn.fetchall(sql, params):
         if images is not None:
             found[wanted[i]] = Balance(images, micros, granted)
     return found
 
 
-def decide(
+async def decide(
     conn: Conn,
     *,
     user_id: int | None,
@@ -121,8 +141,8 @@ def decide(
 ) -> Decision | Refusal:
     """Who pays, in order: free quota, a team of the user's roles, the guild; the cap on paid jobs.
 
-    Runs inside the caller's BEGIN IMMEDIATE transaction, so what it reads is still true when the
-    caller writes the reservation.
+    Runs inside the caller's write transaction, after it took the guild's lock, so what it reads
+    is still true when the caller writes the reservation.
     """
     estimate = price_micros * images
     day = day_of(now)
@@ -130,10 +150,10 @@ def decide(
         line = Line("operator", OPERATOR_BUCKET, day, guild_id, None, None, model, 0, estimate)
         return Decision("operator", (line,), None, None, None)
 
-    policy = read_free_policy(conn, guild_id, model, free_default)
+    policy = await read_free_policy(conn, guild_id, model, free_default)
     fp = period_at(policy.period, now)
     fb = free_bucket(guild_id, user_id, model)
-    free = read_balances(conn, [(fb, fp)])[(fb, fp)]
+    free = (await read_balances(conn, [(fb, fp)]))[(fb, fp)]
     limit = policy.images + free.granted
     free_left = max(0, limit - free.images)
     if estimate == 0:
@@ -145,13 +165,13 @@ def decide(
         line = Line("free", fb, day, guild_id, user_id, None, model, images, 0)
         return Decision("free", (line,), None, free_left - images, fp.end)
 
-    config = read_guild_config(conn, guild_id)
-    teams = read_teams(conn, guild_id, roles) if roles else []
+    config = await read_guild_config(conn, guild_id)
+    teams = await read_teams(conn, guild_id, roles) if roles else []
     cp = period_at(config.cap_period, now)
     gp = period_at(config.budget_period, now)
     tps = {t.id: period_at(t.period, now) for t in teams}
     ub, gb = user_bucket(guild_id, user_id), guild_bucket(guild_id)
-    bal = read_balances(conn, [(ub, cp), (gb, gp), *((team_bucket(t.id), tps[t.id]) for t in teams)])
+    bal = await read_balances(conn, [(ub, cp), (gb, gp), *((team_bucket(t.id), tps[t.id]) for t in teams)])
     spent = bal[(ub, cp)].micros
     # Every paid job also counts against the user's cap, whoever pays for it.
     user_line = Line("user", ub, day, guild_id, user_id, None, model, 0, estimate)
@@ -168,34 +188,19 @@ def decide(
             line = Line("guild", gb, day, guild_id, user_id, None, model, 0, estimate)
             return Decision("guild", (line, user_line), None, free_left, gp.end)
 
-    # Refused: say what is left, what the job would cost, and when things reset.
-    parts = [f"Not enough quota for this job: {images} image(s) with {model} would cost {usd(estimate)}."]
-    if limit > 0:
-        parts.append(f"Free images left: {free_left} of {limit} (resets {describe_reset(fp.end)}).")
-    else:
-        parts.append(f"{model} has no free images here.")
-    resets = [fp.end]
+    # Refused: what is left, of what, and when each resets (bot/refusals.py words it).
+    short = [Shortfall("free", free_left, limit, fp.end)]
     if not cap_ok:
-        left = max(0, config.cap_micros - spent)  # type: ignore[operator]
-        parts.append(
-            f"Your spending cap: {usd(left)} left of {usd(config.cap_micros)} "  # type: ignore[arg-type]
-            f"(resets {describe_reset(cp.end)})."
-        )
-        resets.append(cp.end)
+        cap = config.cap_micros or 0
+        short.append(Shortfall("cap", max(0, cap - spent), cap, cp.end))
     else:
-        for t in teams:
-            left = max(0, team_left[t.id])
-            parts.append(f"Team {t.name}: {usd(left)} left (resets {describe_reset(tps[t.id].end)}).")
-            resets.append(tps[t.id].end)
-        if config.budget_micros == 0:
-            parts.append("This server has no budget for paid images; an admin can set one.")
-        else:
-            parts.append(
-                f"Server budget: {usd(max(0, guild_left))} left of {usd(config.budget_micros)} "
-                f"(resets {describe_reset(gp.end)})."
-            )
-            resets.append(gp.end)
-    return Refusal(" ".join(parts), estimate, free_left, min(resets))
+        short += [
+            Shortfall("team", max(0, team_left[t.id]), t.budget_micros, tps[t.id].end, t.name) for t in teams
+        ]
+        short.append(Shortfall("guild", max(0, guild_left), config.budget_micros, gp.end))
+    # A guild with no budget at all has nothing to reset into.
+    resets = [s.resets_at for s in short if not (s.kind == "guild" and s.limit == 0)]
+    return Refusal(model, images, estimate, free_left, tuple(short), min(resets))
 
 
 _INSERT = (
@@ -204,19 +209,20 @@ _INSERT = (
 )
 
 
-def write_lines(
+async def write_lines(
     conn: Conn,
     entry: str,
     lines: Iterable[Line],
-    now: datetime,
+    now: datetime | str,  # or the time already as the database stores it
     *,
     job_id: str | None = None,
     actor_id: int | None = None,
     note: str | None = None,
 ) -> None:
+    at = now if isinstance(now, str) else to_db(now)
     rows = [
         (
-            to_db(now),
+            at,
             entry,
             x.account,
             x.bucket,
@@ -234,27 +240,16 @@ def write_lines(
         for x in lines
     ]
     if rows:
-        conn.executemany(_INSERT, rows)
+        await conn.executemany(_INSERT, rows)
 
 
-def _line(row: Any) -> Line:
-    return Line(
-        row["account"],
-        row["bucket"],
-        row["day"],
-        row["guild_id"],
-        row["user_id"],
-        row["team_id"],
-        row["model"],
-        row["images"],
-        row["micros"],
-    )
+_LINE_COLUMNS = "entry, account, bucket, day, guild_id, user_id, team_id, model, images, micros"
 
 
-def job_lines(conn: Conn, job_id: str) -> list[tuple[str, Line]]:
+async def job_lines(conn: Conn, job_id: str) -> list[tuple[str, Line]]:
     """Every ledger row of a job as (entry, line), oldest first."""
-    rows = fetchall(conn, "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
-    return [(r["entry"], _line(r)) for r in rows]
+    rows = await conn.fetchall(f"SELECT {_LINE_COLUMNS} FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+    return [(r[0], Line(*tuple(r)[1:])) for r in rows]  # by position: the hot path of every settle
 
 
 def settle_lines(reserved: Iterable[Line], delivered: int, cost_micros: int) -> tuple[list[Line], list[Line]]:
@@ -287,7 +282,7 @@ def net_by_bucket(lines: Iterable[tuple[str, Line]]) -> list[Line]:
     return list(net.values())
 
 
-def _grant(
+async def _grant(
     conn: Conn,
     guild_id: int,
     user_id: int,
@@ -299,12 +294,13 @@ def _grant(
 ) -> Period:
     # Filed under today, it counts in whatever period the guild's setting for the model makes
     # today part of (the calendar month by default).
-    period = period_at(read_free_policy(conn, guild_id, model, 0).period, now)
+    await conn.lock(f"guild:{guild_id}")
+    period = period_at((await read_free_policy(conn, guild_id, model, 0)).period, now)
     line = Line(
         "free", free_bucket(guild_id, user_id, model), day_of(now), guild_id, user_id, None, model, images
     )
-    write_lines(conn, "grant", [line], now, actor_id=actor_id, note=note)
-    audit.record(
+    await write_lines(conn, "grant", [line], now, actor_id=actor_id, note=note)
+    await audit.record(
         conn, now, actor_id, guild_id, "grant", {"user_id": user_id, "model": model, "images": images}
     )
     return period

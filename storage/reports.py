@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.db import Conn, Database, fetchall
+from storage.conn import Conn
+from storage.db import Database
 from storage.guild_config import free_policy, read_free_overrides, read_guild_config, read_teams
 from storage.ledger import free_bucket, guild_bucket, read_balances, team_bucket, user_bucket
 from storage.periods import period_at, to_db, utc
@@ -50,12 +51,12 @@ class QuotaStatus:
         return min([self.cap_resets_at, self.guild.resets_at, *(f.resets_at for f in self.free)])
 
 
-def _quota(
+async def _quota(
     conn: Conn, user_id: int, guild_id: int, models: Mapping[str, int], roles: Sequence[int], now: datetime
 ) -> QuotaStatus:
-    overrides = read_free_overrides(conn, guild_id)
-    config = read_guild_config(conn, guild_id)
-    teams = read_teams(conn, guild_id, roles) if roles else []
+    overrides = await read_free_overrides(conn, guild_id)
+    config = await read_guild_config(conn, guild_id)
+    teams = await read_teams(conn, guild_id, roles) if roles else []
     policies = {m: free_policy(overrides, m, default) for m, default in models.items()}
     fps = {m: period_at(p.period, now) for m, p in policies.items()}
     tps = {t.id: period_at(t.period, now) for t in teams}
@@ -67,7 +68,7 @@ def _quota(
         *((free_bucket(guild_id, user_id, m), fps[m]) for m in models),
         *((team_bucket(t.id), tps[t.id]) for t in teams),
     ]
-    bal = read_balances(conn, keys)
+    bal = await read_balances(conn, keys)
     free = []
     for m, policy in policies.items():
         b = bal[(free_bucket(guild_id, user_id, m), fps[m])]
@@ -151,13 +152,14 @@ async def usage(
     order = "key" if by == "day" else "images DESC, jobs DESC, key"
     sql = (
         f"SELECT {GROUPINGS[by]} AS key, count(*) AS jobs, "
-        "sum(status = 'succeeded') AS succeeded, "
-        "sum(CASE WHEN status = 'succeeded' THEN images_delivered ELSE 0 END) AS images, "
-        "sum(CASE WHEN status = 'succeeded' THEN coalesce(actual_micros, 0) ELSE 0 END) AS cost_micros, "
-        "sum(status = 'refused') AS refused, sum(status = 'failed') AS failed, "
-        "sum(status = 'cancelled') AS cancelled "
-        "FROM jobs WHERE (:g IS NULL OR guild_id = :g) "
-        "AND (:since IS NULL OR created_at >= :since) AND (:until IS NULL OR created_at < :until) "
+        f"{_count('succeeded')} AS succeeded, "
+        "CAST(sum(CASE WHEN status = 'succeeded' THEN images_delivered ELSE 0 END) AS BIGINT) AS images, "
+        "CAST(sum(CASE WHEN status = 'succeeded' THEN coalesce(actual_micros, 0) ELSE 0 END) AS BIGINT) "
+        f"AS cost_micros, {_count('refused')} AS refused, {_count('failed')} AS failed, "
+        f"{_count('cancelled')} AS cancelled "
+        "FROM jobs WHERE (CAST(:g AS BIGINT) IS NULL OR guild_id = :g) "
+        "AND (CAST(:since AS TEXT) IS NULL OR created_at >= :since) "
+        "AND (CAST(:until AS TEXT) IS NULL OR created_at < :until) "
         f"GROUP BY key ORDER BY {order}"
     )
     params = {
@@ -165,5 +167,14 @@ async def usage(
         "since": None if since is None else to_db(since),
         "until": None if until is None else to_db(until),
     }
-    rows = await db.read(fetchall, sql, params)
+    rows = await db.read(_fetchall, sql, params)
     return [UsageRow(*(r[i] for i in range(8))) for r in rows]
+
+
+def _count(status: str) -> str:
+    # Portable: PostgreSQL has no sum(boolean). ``status`` is one of this module's literals.
+    return f"CAST(sum(CASE WHEN status = '{status}' THEN 1 ELSE 0 END) AS BIGINT)"
+
+
+async def _fetchall(conn: Conn, sql: str, params: dict) -> list:
+    return await conn.fetchall(sql, params)

@@ -6,7 +6,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from storage.db import Conn, Database, fetchone
+from storage.conn import Conn
+from storage.db import Database
 from storage.periods import to_db, utc
 
 
@@ -21,16 +22,17 @@ class UserSettings:
 _FIELDS = frozenset(f.name for f in fields(UserSettings)) - {"user_id"}
 
 
-def _read(conn: Conn, user_id: int) -> UserSettings:
-    row = fetchone(conn, "SELECT * FROM user_settings WHERE user_id = ?", (user_id,))
+async def _read(conn: Conn, user_id: int) -> UserSettings:
+    row = await conn.fetchone("SELECT * FROM user_settings WHERE user_id = ?", (user_id,))
     if row is None:
         return UserSettings(user_id)
     return UserSettings(user_id, row["default_model"], row["aspect_ratio"], bool(row["private_results"]))
 
 
-def _write(conn: Conn, user_id: int, changes: dict[str, Any], now: datetime) -> UserSettings:
-    new = replace(_read(conn, user_id), **changes)
-    conn.execute(
+async def _write(conn: Conn, user_id: int, changes: dict[str, Any], now: datetime) -> UserSettings:
+    await conn.lock(f"user:{user_id}")  # read-modify-write: two partial updates must not lose one
+    new = replace(await _read(conn, user_id), **changes)
+    await conn.execute(
         "INSERT INTO user_settings (user_id, default_model, aspect_ratio, private_results, updated_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
         "default_model = excluded.default_model, aspect_ratio = excluded.aspect_ratio, "

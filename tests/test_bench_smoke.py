@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import common, dispatch, images, ledger, loop_lag, memory
+from bench import common, dispatch, images, ledger, ledger_shared, loop_lag, memory
 
 
 def _numbers(*values: float) -> bool:
@@ -72,6 +72,18 @@ def test_ledger_counts_pairs_and_grants_exactly(tmp_path: Path):
     assert b["statements"] >= 4 and _numbers(b["COMMIT"], b["total"])
     fight = asyncio.run(ledger.contention(tmp_path / "d.db", contenders=30, quota=7))
     assert fight["granted"] == 7 and fight["consistent"]
+    assert _numbers(ledger_shared.processes_pairs_per_second(tmp_path / "e.db", 10, processes=2, in_flight=2))
+
+
+def test_ledger_on_postgres_counts_pairs(postgres_run):
+    server = postgres_run.server_url
+    m = ledger_shared.measure_postgres(pairs=8, reps=1, server=server)
+    assert "error" not in m, m
+    assert _numbers(m["sequential"], m["in_flight"], m["processes"])
+    rows = ledger_shared.postgres_results({"sequential": 1.0, "in_flight": 2.0, "postgres": m})
+    _rows_ok(rows)
+    down = ledger_shared.measure_postgres(pairs=8, reps=1, server="postgresql://kontext:pw@127.0.0.1:9/x")
+    assert down["error"].startswith("not measured") and "pw" not in down["error"]
 
 
 def test_memory_worker_queues_every_job():

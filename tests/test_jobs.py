@@ -1,4 +1,5 @@
-"""JobService: the one path every job takes. Real SQLite file, real HTTP to the emulator."""
+"""JobService: the one path every job takes. A real database on each backend (SQLite file,
+PostgreSQL schema), real HTTP to the emulator."""
 
 from __future__ import annotations
 
@@ -21,21 +22,21 @@ PRO_T2I = "black-forest-labs/flux-kontext-pro/text-to-image"
 MAX_T2I = "black-forest-labs/flux-kontext-max/text-to-image"
 
 
-def settings_for(tmp: Path, emulator: ProviderEmulator | None, **limits: float):
+def settings_for(tmp: Path, emulator: ProviderEmulator | None, db: str | None = None, **limits: float):
     config = tmp / "kontext.toml"
     text = "".join(f"[providers.{p}]\npoll_interval = 0.05\n" for p in ProviderEmulator.KEYS)
     text += "[limits]\nallow_private_results = true\n"  # the emulator serves results on loopback
     text += "".join(f"{k} = {v}\n" for k, v in limits.items())
     config.write_text(text)
-    env = {"KONTEXT_DB": str(tmp / "k.db"), "KONTEXT_CONFIG": str(config)}
+    env = {"KONTEXT_DB": db or str(tmp / "k.db"), "KONTEXT_CONFIG": str(config)}
     if emulator is not None:
         env.update(emulator.env())
     return load_settings(env)
 
 
 @pytest.fixture
-async def svc(tmp_path, emulator) -> AsyncIterator[Services]:
-    async with open_services(settings_for(tmp_path, emulator)) as services:
+async def svc(tmp_path, emulator, db_target) -> AsyncIterator[Services]:
+    async with open_services(settings_for(tmp_path, emulator, db_target)) as services:
         yield services
 
 
@@ -135,9 +136,9 @@ async def test_cancelling_a_job_refunds_it(svc, emulator):
     assert job.status == "cancelled" and job.reservation == "refunded"
 
 
-async def test_a_stop_keeps_the_job_and_a_restart_resumes_it_from_its_task_id(tmp_path, emulator):
+async def test_a_stop_keeps_the_job_and_a_restart_resumes_it_from_its_task_id(tmp_path, emulator, db_target):
     emulator.polls_until_done = 1000  # the task stays pending while we stop
-    settings = settings_for(tmp_path, emulator)
+    settings = settings_for(tmp_path, emulator, db_target)
     async with open_services(settings) as svc:
         task = asyncio.create_task(svc.jobs.run(member(PRO_T2I, provider="vtrix")))
         for _ in range(300):
@@ -166,8 +167,8 @@ async def test_a_stop_keeps_the_job_and_a_restart_resumes_it_from_its_task_id(tm
         assert await storage.check(svc.db) == []
 
 
-async def test_a_job_that_never_reached_a_provider_is_refunded_on_restart(tmp_path, emulator):
-    settings = settings_for(tmp_path, emulator)
+async def test_a_job_that_never_reached_a_provider_is_refunded_on_restart(tmp_path, emulator, db_target):
+    settings = settings_for(tmp_path, emulator, db_target)
     async with open_services(settings) as svc:
         reservation = await storage.accept_job(
             svc.db,
@@ -195,8 +196,8 @@ async def test_a_job_that_never_reached_a_provider_is_refunded_on_restart(tmp_pa
         assert job.status == "failed" and job.reservation == "refunded"
 
 
-async def test_sandbox_jobs_are_free_and_spend_no_free_image(tmp_path):
-    async with open_services(settings_for(tmp_path, None)) as svc:
+async def test_sandbox_jobs_are_free_and_spend_no_free_image(tmp_path, db_target):
+    async with open_services(settings_for(tmp_path, None, db_target)) as svc:
         result = await svc.jobs.run(member(PRO, images=[make_png(200, 200)]))
         assert result.sandbox and result.provider == "sandbox" and result.cost_micros == 0
         assert result.free_remaining == 5

@@ -9,7 +9,7 @@ face would need. No module here imports discord (bot/client.py does the Discord 
     common.py    exit statuses, field spelling, the JSON failure object, read-only opening
     jobs.py      generate, models
     accounts.py  quota, usage, admin ...
-    database.py  db backup, check, migrate
+    database.py  db backup, check, migrate, copy
     serve.py     run, sync
 
 A new command: a handler ``async def name(args, settings) -> int`` in the module of its group (or a

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _no_database(settings: Settings, what: str, *, to_stderr: bool) -> None:
-    print(f"No database at {settings.db_path} yet: {what}.", file=sys.stderr if to_stderr else sys.stdout)
+    print(f"No database at {settings.db_label} yet: {what}.", file=sys.stderr if to_stderr else sys.stdout)
 
 
 async def quota(args: argparse.Namespace, settings: Settings) -> int:

@@ -41,7 +41,7 @@ EXIT_INTERRUPTED = 130
 
 PROG = "kontext-bot"
 # Canonical field names the command line takes as positional arguments rather than --flags.
-POSITIONALS = {"path": "PATH", "job_id": "JOB_ID"}
+POSITIONALS = {"path": "PATH", "job_id": "JOB_ID", "source": "SOURCE", "target": "TARGET"}
 
 
 class UsageError(UserError):
@@ -112,11 +112,11 @@ def json_failure(exc: BaseException, text: str, code: str | None = None) -> dict
 
 
 def database_missing(settings: Settings) -> bool:
-    """True when the configured SQLite file does not exist yet. Read-only commands (quota, usage)
-    must not create it. The one place to switch to ``open_database(..., create=False)`` and its
-    "database missing" fact once storage has them."""
-    path = settings.db_path
-    return "://" not in path and not Path(path).exists()
+    """True when the configured SQLite file does not exist yet (a PostgreSQL database is the
+    server's to have). Read-only commands (quota, usage, db check) must not create it; they then
+    open it with ``create_db=False``, so a file removed meanwhile is an error, never a new one."""
+    target = settings.db_target
+    return target.dialect == "sqlite" and not target.path.exists()
 
 
 @asynccontextmanager
@@ -127,7 +127,7 @@ async def services_for_reading(settings: Settings) -> AsyncIterator[tuple[Servic
     from bot.services import open_services
 
     if not database_missing(settings):
-        async with open_services(settings) as svc:
+        async with open_services(settings, create_db=False) as svc:
             yield svc, False
         return
     with tempfile.TemporaryDirectory(prefix="kontext-empty-") as tmp:

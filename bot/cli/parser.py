@@ -20,7 +20,7 @@ DESCRIPTION = """\
 kontext-bot: a Discord bot that edits, combines and creates images with FLUX.1 Kontext and
 friends, charging each member's free quota first and the team's or server's budget after.
 This command starts the bot, registers its slash commands, runs image jobs from the terminal,
-and manages quotas, budgets and the database (KONTEXT_DB, SQLite by default).
+and manages quotas, budgets and the database (KONTEXT_DB: SQLite by default, or PostgreSQL).
 
 commonly used:
   kontext-bot sync --guild ID              register the slash commands in one server (instant)
@@ -33,6 +33,7 @@ commonly used:
   kontext-bot admin budget --guild ID --usd 25
                                            the server's monthly budget for paid images
   kontext-bot db backup DIR                a consistent copy, safe while the bot runs
+  kontext-bot db copy SOURCE TARGET        move a server, e.g. SQLite -> postgresql://...
 """
 
 EPILOG = """\
@@ -235,7 +236,7 @@ def _add_admin(sub: Any) -> None:
 
 
 def _add_db(sub: Any) -> None:
-    p = _sub(sub, "db", "database maintenance: backup, check, migrate", None)
+    p = _sub(sub, "db", "database maintenance: backup, check, migrate, copy", None)
     db = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
     q = _sub(
         db,
@@ -249,6 +250,22 @@ def _add_db(sub: Any) -> None:
     q.add_argument("path", metavar="PATH", help="the backup file, or a folder for a timestamped one")
     _sub(db, "check", "prove every balance agrees with the append-only ledger", database.check)
     _sub(db, "migrate", "apply pending migrations and print the schema version", database.migrate)
+    q = _sub(
+        db,
+        "copy",
+        "copy everything into an empty database: SQLite <-> PostgreSQL",
+        database.copy,
+        "Copy every table (jobs, ledger, balances, guild settings, teams, audit, member settings) "
+        "from one consistent snapshot of SOURCE, safe while a bot runs on it, into TARGET, which "
+        "must hold no data. Ids are kept; the copy is committed only once every table has the "
+        "source's row count and db check finds nothing new on the target. KONTEXT_DB is not used.",
+    )
+    q.add_argument(
+        "source", metavar="SOURCE", help="the database to copy: a SQLite path or a postgresql:// URL"
+    )
+    q.add_argument(
+        "target", metavar="TARGET", help="where to: a SQLite path or a postgresql:// URL, with no data in it"
+    )
     # More db subcommands go here: _sub(db, "NAME", "help", database.NAME), then their arguments.
 
 

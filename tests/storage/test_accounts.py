@@ -12,7 +12,7 @@ import pytest
 import storage
 from bot.accounts import AccountService
 from bot.catalog import Catalog
-from bot.errors import ValidationError
+from bot.errors import NotFound, UserError, ValidationError
 from tests.storage.conftest import GUILD, T0
 
 PRO = "black-forest-labs/flux-kontext-pro"
@@ -141,11 +141,27 @@ async def test_admin_operations_reach_storage(accounts, db):
     r = await storage.accept_job(db, _job(PRO))
     refund = await accounts.refund(r.job_id, actor_id=7, reason="test")
     assert refund.returned_images == 1
-    with pytest.raises(storage.JobNotFound):
+    with pytest.raises(NotFound, match="No job 'missing'"):
         await accounts.refund("missing")
+    with pytest.raises(NotFound, match="in this server"):
+        await accounts.refund(r.job_id, guild_id=GUILD + 1)
     assert await accounts.set_channel(GUILD, 77, actor_id=7) == {77}
     settings = await accounts.update_settings(4, default_model="flux-kontext-max", aspect_ratio="16:9")
     assert (settings.default_model, settings.aspect_ratio) == (MAX, "16:9")
     assert await accounts.settings(4) == settings
     assert await accounts.check() == []
     assert {e.actor_id for e in await storage.audit_log(db, GUILD)} == {7, None}
+
+
+async def test_copy_database_moves_a_server_and_words_its_refusals(db, tmp_path):
+    await storage.set_guild_budget(db, GUILD, 5_000_000, now=T0)
+    target = tmp_path / "moved.db"
+    report = await AccountService.copy_database(db.target.value, str(target))  # no service database needed
+    assert report.rows["guild_config"] == 1 and report.rows["audit"] == 1
+    with pytest.raises(UserError, match="already holds data"):
+        await AccountService.copy_database(db.target.value, str(target))
+    with pytest.raises(ValidationError, match=r"^target must be a SQLite path or a postgresql:// URL\.$"):
+        await AccountService.copy_database(db.target.value, " ")
+    with pytest.raises(ValidationError, match="not a mysql:// URL") as err:
+        await AccountService.copy_database("mysql://u@h/db", db.target.value)
+    assert err.value.field == "source"

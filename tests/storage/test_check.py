@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 
 import storage
-from tests.storage.conftest import GUILD, T0, new_job
+from storage import Conn
+from tests.storage.conftest import GUILD, T0, new_job, tamper
 
 
 async def _busy_books(db):
@@ -26,30 +26,23 @@ async def test_balanced_books_pass(db):
     assert await storage.check(db, now=T0) == []
 
 
-def _tamper(path, sql, *params):
-    # Another program editing the file behind the bot's back: triggers off, straight SQL.
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TRIGGER ledger_no_update")
-        conn.execute(sql, params)
-
-
 async def test_a_cached_balance_that_disagrees_is_reported(db):
     await _busy_books(db)
-    _tamper(db.path, "UPDATE balances SET micros = micros + 1 WHERE bucket LIKE 'guild:%'")
+    await tamper(db, "UPDATE balances SET micros = micros + 1 WHERE bucket LIKE 'guild:%'")
     problems = await storage.check(db, now=T0)
     assert len(problems) == 1 and "balance guild:100" in problems[0] and "ledger sums to" in problems[0]
 
 
 async def test_a_charge_that_disagrees_with_the_job_is_reported(db):
     job_id = await _busy_books(db)
-    _tamper(db.path, "UPDATE jobs SET actual_micros = 1 WHERE id = ?", job_id)
+    await tamper(db, "UPDATE jobs SET actual_micros = 1 WHERE id = ?", job_id)
     problems = await storage.check(db, now=T0)
     assert any(f"job {job_id}" in p and "actual cost of 1" in p for p in problems)
 
 
 async def test_a_finished_job_with_an_open_reservation_is_reported(db):
     r = await storage.accept_job(db, new_job(), now=T0)
-    _tamper(db.path, "UPDATE jobs SET status = 'succeeded' WHERE id = ?", r.job_id)
+    await tamper(db, "UPDATE jobs SET status = 'succeeded' WHERE id = ?", r.job_id)
     problems = await storage.check(db, now=T0)
     assert any("reservation should be settled or reversed" in p for p in problems)
     assert any("0 settle/refund rows" in p for p in problems)
@@ -62,3 +55,17 @@ async def test_a_reservation_held_past_the_deadline_is_reported(db):
     assert len(late) == 1 and r.job_id in late[0] and "past its deadline" in late[0]
     await storage.fail_job(db, r.job_id, error="deadline", now=T0 + timedelta(minutes=7))
     assert await storage.check(db, now=T0 + timedelta(days=9)) == []
+
+
+async def test_a_ledger_guard_turned_off_is_reported(db):
+    await _busy_books(db)
+
+    async def disable(conn: Conn) -> None:
+        if conn.dialect == "sqlite":
+            await conn.execute("DROP TRIGGER ledger_no_update")
+        else:
+            await conn.execute("ALTER TABLE ledger DISABLE TRIGGER ledger_no_update")
+
+    await db.write(disable)
+    problems = await storage.check(db, now=T0)
+    assert problems == ["the ledger's guard triggers are missing or disabled: ledger_no_update"]

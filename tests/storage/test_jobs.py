@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import storage
-from bot.errors import QuotaExceeded
+from storage import QuotaRefused
 from tests.storage.conftest import GUILD, PRICE, T0, new_job
 
 
@@ -134,49 +134,65 @@ async def test_settle_and_refund_happen_exactly_once(db):
 
 
 async def test_the_ledger_refuses_a_second_settle_even_behind_our_back(db):
-    import sqlite3
-
     r = await storage.accept_job(db, new_job(), now=T0)
     await storage.complete_job(db, r.job_id, 1, now=T0)
 
-    def settle_again(conn):
-        conn.execute(
+    async def settle_again(conn):
+        await conn.execute(
             "INSERT INTO ledger (at, entry, account, bucket, day, guild_id, job_id, images) "
             "SELECT at, 'settle', account, bucket, day, guild_id, job_id, -1 FROM ledger "
             "WHERE job_id = ? AND entry = 'reserve'",
             (r.job_id,),
         )
 
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(storage.IntegrityViolation):
         await db.write(settle_again)
 
-    def rewrite_history(conn):
-        conn.execute("UPDATE ledger SET images = 0")
+    async def rewrite_history(conn):
+        await conn.execute("UPDATE ledger SET images = 0")
 
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        await db.write(rewrite_history)
+    async def erase_history(conn):
+        await conn.execute("DELETE FROM ledger")
+
+    for statement in (rewrite_history, erase_history):
+        with pytest.raises(storage.IntegrityViolation, match="append-only"):
+            await db.write(statement)
+    if db.dialect == "postgres":
+
+        async def truncate(conn):
+            await conn.execute("TRUNCATE ledger CASCADE")
+
+        with pytest.raises(storage.IntegrityViolation, match="append-only"):
+            await db.write(truncate)
+    assert await storage.check(db, now=T0) == []
 
 
 async def test_refusal_records_the_job_and_says_what_is_left(db):
     await storage.set_guild_budget(db, GUILD, 100_000, now=T0)
     await storage.accept_job(db, new_job(images=2, free_quota=0), now=T0)  # $0.08 of $0.10
-    with pytest.raises(QuotaExceeded) as err:
+    with pytest.raises(QuotaRefused) as err:
         await storage.accept_job(db, new_job(images=2, free_quota=1), now=T0)
     e = err.value
-    assert isinstance(e, storage.QuotaRefused)
-    assert "2 image(s) with m would cost $0.08" in e.user_message
-    assert "Free images left: 1 of 1 (resets 2025-04-01 00:00 UTC)" in e.user_message
-    assert "Server budget: $0.02 left of $0.10" in e.user_message
-    assert (e.cost_micros, e.free_remaining, e.resets_at.day) == (2 * PRICE, 1, 1)
+    r = e.refusal
+    assert (r.model, r.images, r.estimate_micros, r.free_left) == ("m", 2, 2 * PRICE, 1)
+    april = datetime(2025, 4, 1, tzinfo=UTC)
+    assert r.shortfalls == (
+        storage.Shortfall("free", 1, 1, april),
+        storage.Shortfall("guild", 20_000, 100_000, april),
+    )
+    assert (e.cost_micros, e.free_remaining, e.resets_at) == (2 * PRICE, 1, april)
     job = await storage.get_job(db, e.job_id)
     assert (job.status, job.reservation, job.charged_to) == ("refused", "none", None)
-    assert job.error == e.user_message
+    assert job.error == f"quota_refused: {r.summary()}" and "guild 20000/100000" in job.error
     assert await storage.check(db, now=T0) == []
 
 
-async def test_without_a_budget_the_refusal_says_an_admin_can_set_one(db):
-    with pytest.raises(QuotaExceeded, match="no budget for paid images; an admin can set one"):
+async def test_without_a_budget_the_refusal_says_there_is_none(db):
+    with pytest.raises(QuotaRefused) as err:
         await storage.accept_job(db, new_job(free_quota=0), now=T0)
+    (free, guild) = err.value.refusal.shortfalls
+    assert (guild.kind, guild.left, guild.limit) == ("guild", 0, 0)  # bot/refusals.py: "no budget"
+    assert err.value.refusal.resets_at == free.resets_at  # no budget has nothing to reset
 
 
 async def test_operator_jobs_are_costed_but_never_limited(db):
@@ -223,7 +239,7 @@ async def test_what_did_i_run(db):
     for i in range(4):
         r = await storage.accept_job(db, new_job(prompt=f"p{i}"), now=T0 + timedelta(minutes=i))
         ids.append(r.job_id)
-    other = await storage.accept_job(db, new_job(user_id=2), now=T0)
+    other = await storage.accept_job(db, new_job(user_id=2), now=T0 + timedelta(seconds=30))
     await storage.set_posted(db, ids[0], 7, 555, now=T0)
     mine = await storage.list_jobs(db, user_id=1, limit=3)
     assert [j.prompt for j in mine] == ["p3", "p2", "p1"]

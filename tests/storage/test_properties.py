@@ -7,15 +7,20 @@ rules; every figure a user can see matches the model; and ``check`` finds the bo
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import storage
 from storage.periods import Period, period_at
@@ -58,11 +63,12 @@ def _in(period: Period, moment: datetime) -> bool:
 
 
 class Books(RuleBasedStateMachine):
+    new_target: Callable[[], str]  # a fresh database per example, on the backend under test
+
     def __init__(self) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp())
         self.loop = asyncio.new_event_loop()
-        self.db = self.run(storage.open_database(self.dir / "k.db"))
+        self.db = self.run(storage.open_database(self.new_target()))
         self.now = START
         self.jobs: dict[str, ModelJob] = {}
         self.grants: list[tuple[int, str, datetime, int]] = []
@@ -78,7 +84,6 @@ class Books(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.run(self.db.close())
         self.loop.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- the model ------------------------------------------------------------------------------
 
@@ -244,5 +249,8 @@ class Books(RuleBasedStateMachine):
                 assert t.spent_micros == self.spent(period_at(period, self.now), payer=t.name)
 
 
-TestBooks = Books.TestCase
-TestBooks.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
+def test_the_books_follow_the_rules(new_db_target):
+    machine = type("BooksOnThisBackend", (Books,), {"new_target": staticmethod(new_db_target)})
+    run_state_machine_as_test(
+        machine, settings=settings(max_examples=30, stateful_step_count=30, deadline=None)
+    )

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import storage
-from bot.errors import QuotaExceeded
-from tests.storage.conftest import GUILD, PRICE, T0, new_job
+from storage import QuotaRefused
+from tests.storage.conftest import GUILD, PRICE, T0, new_job, shortfall
 
 ART, PHOTO = 501, 502  # role ids
 
@@ -53,10 +53,10 @@ async def test_the_user_cap_limits_every_paid_job_but_not_free_ones(db):
     paid = new_job(free_quota=0, model="p", roles=(ART,))
     await storage.accept_job(db, new_job(images=2, model="p", roles=(ART,), free_quota=0), now=T0)
     await storage.accept_job(db, paid, now=T0)
-    with pytest.raises(
-        QuotaExceeded, match=r"Your spending cap: \$0.00 left of \$0.12 \(resets 2025-03-13 00:00 UTC\)"
-    ):
+    with pytest.raises(QuotaRefused) as refused:
         await storage.accept_job(db, paid, now=T0)
+    assert [s.kind for s in refused.value.refusal.shortfalls] == ["free", "cap"]  # the cap refused it
+    assert shortfall(refused, "cap") == (0, 3 * PRICE, datetime(2025, 3, 13, tzinfo=UTC))
     assert (await storage.accept_job(db, new_job(images=5), now=T0)).charged_to == "free"
     assert (await storage.accept_job(db, paid, now=T0 + timedelta(days=1))).charged_to == "team:Art"
     # Another user has a cap of their own.
@@ -78,8 +78,9 @@ async def test_free_quota_resets_exactly_at_the_period_boundary(db):
     just_before = boundary - timedelta(microseconds=1)
     r = await storage.accept_job(db, new_job(images=5), now=just_before)
     assert r.resets_at == boundary
-    with pytest.raises(QuotaExceeded, match=r"Free images left: 0 of 5 \(resets 2025-04-01 00:00 UTC"):
+    with pytest.raises(QuotaRefused) as refused:
         await storage.accept_job(db, new_job(), now=just_before)
+    assert shortfall(refused, "free") == (0, 5, boundary)
     fresh = await storage.accept_job(db, new_job(images=5), now=boundary)
     assert (fresh.charged_to, fresh.free_remaining) == ("free", 0)
 
@@ -97,8 +98,9 @@ async def test_a_job_straddling_the_boundary_is_counted_in_its_own_period(db):
 async def test_budgets_reset_by_their_own_periods(db):
     await storage.set_guild_budget(db, GUILD, PRICE, "day", now=T0)
     await storage.accept_job(db, new_job(free_quota=0), now=T0)
-    with pytest.raises(QuotaExceeded, match=r"Server budget: \$0.00 left of \$0.04 \(resets 2025-03-13"):
+    with pytest.raises(QuotaRefused) as refused:
         await storage.accept_job(db, new_job(free_quota=0), now=T0)
+    assert shortfall(refused, "guild") == (0, PRICE, datetime(2025, 3, 13, tzinfo=UTC))
     next_day = datetime(2025, 3, 13, tzinfo=UTC)
     assert (await storage.accept_job(db, new_job(free_quota=0), now=next_day)).charged_to == "guild"
 
@@ -108,8 +110,9 @@ async def test_guild_free_quota_overrides_the_catalog(db):
     await storage.set_free_quota(db, GUILD, "special", 0, now=T0)  # off for one model
     r = await storage.accept_job(db, new_job(images=2), now=T0)
     assert (r.free_remaining, r.resets_at) == (0, datetime(2025, 3, 17, tzinfo=UTC))
-    with pytest.raises(QuotaExceeded, match="special has no free images here"):
+    with pytest.raises(QuotaRefused) as refused:
         await storage.accept_job(db, new_job(model="special"), now=T0)
+    assert refused.value.refusal.model == "special" and shortfall(refused, "free")[:2] == (0, 0)
     # Another guild keeps the catalog's default.
     assert (await storage.accept_job(db, new_job(guild_id=5, images=5), now=T0)).charged_to == "free"
     await storage.set_free_quota(db, GUILD, "*", None, now=T0)  # back to the catalog
@@ -118,13 +121,13 @@ async def test_guild_free_quota_overrides_the_catalog(db):
 
 
 async def test_grants_add_free_images_for_the_current_period(db):
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaRefused):
         await storage.accept_job(db, new_job(free_quota=0), now=T0)
     period = await storage.grant_free_images(db, GUILD, 1, "m", 3, actor_id=42, note="contest", now=T0)
     assert period.end == datetime(2025, 4, 1, tzinfo=UTC)
     r = await storage.accept_job(db, new_job(images=3, free_quota=0), now=T0)
     assert (r.charged_to, r.free_remaining) == ("free", 0)
-    with pytest.raises(QuotaExceeded):  # next month the grant is gone
+    with pytest.raises(QuotaRefused):  # next month the grant is gone
         await storage.accept_job(db, new_job(free_quota=0), now=datetime(2025, 4, 2, tzinfo=UTC))
     status = await storage.quota_status(db, 1, GUILD, {"m": 0}, now=T0)
     assert (status.free[0].limit, status.free[0].granted, status.free[0].used) == (3, 3, 3)
@@ -138,8 +141,9 @@ async def test_free_quota_is_per_guild_and_dms_are_guild_zero(db):
     await storage.accept_job(db, new_job(images=5), now=T0)
     dm = await storage.accept_job(db, new_job(images=5, guild_id=None), now=T0)
     assert dm.charged_to == "free"
-    with pytest.raises(QuotaExceeded, match="no budget"):  # guild 0 has no budget unless set
+    with pytest.raises(QuotaRefused) as refused:  # guild 0 has no budget unless set
         await storage.accept_job(db, new_job(guild_id=None), now=T0)
+    assert shortfall(refused, "guild")[:2] == (0, 0)
     await storage.set_guild_budget(db, 0, 1_000_000, now=T0)
     assert (await storage.accept_job(db, new_job(guild_id=None), now=T0)).charged_to == "guild"
 
@@ -179,7 +183,8 @@ async def test_changing_a_period_keeps_what_was_already_spent(db):
     await storage.accept_job(db, new_job(images=2, free_quota=0), now=T0)
     await storage.set_guild_budget(db, GUILD, 3 * PRICE, "week", now=T0)  # today is in both windows
     assert (await storage.accept_job(db, new_job(free_quota=0), now=T0)).charged_to == "guild"
-    with pytest.raises(QuotaExceeded, match=r"Server budget: \$0.00 left of \$0.12"):
+    with pytest.raises(QuotaRefused) as refused:
         await storage.accept_job(db, new_job(free_quota=0), now=T0)
+    assert shortfall(refused, "guild")[:2] == (0, 3 * PRICE)
     next_week = datetime(2025, 3, 17, tzinfo=UTC)
     assert (await storage.accept_job(db, new_job(free_quota=0), now=next_week)).charged_to == "guild"

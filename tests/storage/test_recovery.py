@@ -24,7 +24,7 @@ _BOT = textwrap.dedent(
     """
     import asyncio, os, sys, time
     from datetime import UTC, datetime
-    import storage
+    import storage, storage.periods
 
     async def main(path, how):
         now = datetime(2025, 3, 12, 12, tzinfo=UTC)
@@ -38,10 +38,14 @@ _BOT = textwrap.dedent(
         if how == "exit":
             os._exit(0)
 
-        def stuck(conn):
-            conn.execute("INSERT INTO audit (at, action) VALUES ('2025-03-12T12:00:00.000000Z', 'half')")
+        async def stuck(conn):
+            at = storage.periods.to_db(now)
+            await conn.execute("INSERT INTO audit (at, action) VALUES (?, 'half')", (at,))
             print("in-transaction", flush=True)
-            time.sleep(60)
+            if conn.dialect == "sqlite":
+                time.sleep(60)  # on the writer thread, holding SQLite's write lock
+            else:
+                await asyncio.sleep(60)  # inside the open transaction
 
         await db.write(stuck)
 
@@ -50,10 +54,10 @@ _BOT = textwrap.dedent(
 )
 
 
-def _run_bot(path: Path, how: str) -> int:
+def _run_bot(target: str, how: str) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _BOT, str(path), how], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _BOT, target, how], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
     if how == "kill":
         assert proc.stdout.readline().strip() == "in-transaction"
@@ -79,12 +83,11 @@ async def _recover(db) -> list[str]:
 
 
 @pytest.mark.parametrize("how", ["exit", "kill"])
-async def test_a_killed_bot_is_recovered_with_the_books_balanced(tmp_path, how):
-    path = tmp_path / "kontext.db"
-    returncode = await asyncio.to_thread(_run_bot, path, how)
+async def test_a_killed_bot_is_recovered_with_the_books_balanced(db_target, how):
+    returncode = await asyncio.to_thread(_run_bot, db_target, how)
     assert returncode == (0 if how == "exit" else -signal.SIGKILL)
 
-    async with await storage.open_database(path) as db:  # the dead process's lock is gone
+    async with await storage.open_database(db_target) as db:  # the dead process's lock is gone
         unfinished = await storage.unfinished_jobs(db)
         assert [(j.status, j.task_id) for j in unfinished] == [("running", "task-1"), ("queued", None)]
         assert [e.action for e in await storage.audit_log(db)] == ["budget"]  # the half write is gone

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import storage
-from bot.errors import QuotaExceeded
+from storage import QuotaRefused
 from tests.storage.conftest import GUILD, PRICE, T0, new_job
 
 
@@ -21,7 +21,7 @@ async def _history(db):
     await storage.complete_job(db, b.job_id, 1, actual_micros=35_000, now=T0)
     c = await storage.accept_job(db, new_job(user_id=2, model="x", free_quota=0), now=day2)  # guild
     await storage.fail_job(db, c.job_id, now=day2)
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaRefused):
         await storage.accept_job(db, new_job(user_id=3, images=4, free_quota=0, price_micros=10**6), now=day2)
     d = await storage.accept_job(db, new_job(user_id=None, guild_id=None), now=day2)  # operator
     await storage.complete_job(db, d.job_id, 1, now=day2)
