@@ -202,9 +202,9 @@ def temp_settings(
 
     with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
         lines = ["[providers.modelverse]", f"max_concurrency = {int(max_concurrency)}"]
-        if limits:
-            lines.append("[limits]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in limits.items()]
+        # The emulator serves results on loopback, which the bot refuses unless told otherwise.
+        lines += ["[limits]", "allow_private_results = true"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in (limits or {}).items()]
         config = Path(tmp) / "config.toml"
         config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         env = {

@@ -171,6 +171,7 @@ async def bot_worker(
     """Run ``reps`` rounds of n jobs; each round runs every variant once, in turn (see the module
     docstring). The swaps reach into JobService.dispatcher and ProviderClient._http: bench only."""
     from bot.dispatch import Dispatcher
+
     from bot.services import HTTP_LIMITS, open_services
 
     limits = {"max_queue": max(500, n), "max_running": max(256, n)}  # what an operator sets for N at once
@@ -183,6 +184,7 @@ async def bot_worker(
             provider_client = svc.runner.client
             plain_http = provider_client._http
             stack.callback(setattr, provider_client, "_http", plain_http)
+            stack.callback(setattr, provider_client._results, "_http", plain_http)  # result downloads
             pools: dict[str, Any] = {"shipped": plain_http, "lifted": plain_http}
             if "httpx2" in variants:
                 import httpx2  # type: ignore[import-not-found]
@@ -206,7 +208,7 @@ async def bot_worker(
 
             def use(name: str) -> None:
                 svc.jobs.dispatcher = shipped if name == "shipped" else lifted
-                provider_client._http = pools[name]
+                provider_client._http = provider_client._results._http = pools[name]
 
             user = 1_000
             for name in variants:  # warm each variant's pool and code paths

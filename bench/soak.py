@@ -75,6 +75,7 @@ FAULTS: tuple[tuple[str, dict[str, Any], tuple[str, ...], float], ...] = (
 )
 CONFIG = """\
 [limits]
+allow_private_results = true
 job_deadline = 2.0
 max_retries = 1
 max_queue = 1000

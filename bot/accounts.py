@@ -6,188 +6,32 @@ calls; it writes no SQL. Every refusal is a ValidationError whose message says w
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import storage
+from bot import checks
 from bot.catalog import ASPECT_RATIOS, Catalog
+from bot.checks import MAX_FREE_QUOTA_IMAGES, MAX_GRANT_IMAGES, PERIODS
 from bot.errors import NotFound, ValidationError
-from bot.money import MICROS_PER_USD, micros_to_usd, usd_to_micros
+from bot.reports import QuotaReport, UsageReport
 from bot.storage_errors import speaks_for_storage
-from storage import Database, QuotaStatus, UsageRow
+from storage import Database
 from storage.periods import utc
 
 log = logging.getLogger(__name__)
 
-PERIODS = ("day", "week", "month")
 FREE_QUOTA_PERIODS = (*PERIODS, "off")
 USAGE_GROUPS = ("user", "team", "model", "day")
 # Report windows a person picks from a list (Discord); the CLI takes --since/--until instead.
 USAGE_WINDOWS = ("today", "week", "month", "last-30-days", "all")
 ALL_MODELS = ("*", "all")
 MAX_TEAM_NAME = 100
-
-
-def _usd_number(micros: int | None) -> float | None:
-    """USD for JSON: a number, exact to the micro-dollar for any sum a bot will see."""
-    return None if micros is None else micros / MICROS_PER_USD
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class QuotaReport:
-    """What a user has left. ``to_json`` is the contract of ``kontext-bot quota --json``."""
-
-    status: QuotaStatus
-
-    @property
-    def resets_at(self) -> datetime:
-        return self.status.resets_at
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.status
-        return {
-            "user_id": s.user_id,
-            "guild_id": s.guild_id,
-            "models": {
-                f.model: {
-                    "free_limit": f.limit,
-                    "free_used": f.used,
-                    "free_remaining": f.remaining,
-                    "period": f.period,
-                    "resets_at": _iso(f.resets_at),
-                }
-                for f in s.free
-            },
-            "spent_usd": _usd_number(s.spent_micros),
-            "cap_usd": _usd_number(s.cap_micros),
-            "resets_at": _iso(s.resets_at),
-            "guild_budget": {
-                "budget_usd": _usd_number(s.guild.budget_micros),
-                "spent_usd": _usd_number(s.guild.spent_micros),
-                "remaining_usd": _usd_number(s.guild.remaining_micros),
-                "period": s.guild.period,
-                "resets_at": _iso(s.guild.resets_at),
-            },
-            "teams": [
-                {
-                    "name": t.name.removeprefix("team:"),
-                    "budget_usd": _usd_number(t.budget_micros),
-                    "spent_usd": _usd_number(t.spent_micros),
-                    "remaining_usd": _usd_number(t.remaining_micros),
-                    "period": t.period,
-                    "resets_at": _iso(t.resets_at),
-                }
-                for t in s.teams
-            ],
-        }
-
-    def to_text(self) -> str:
-        s = self.status
-        lines = ["Free images:"]
-        for f in s.free:
-            lines.append(
-                f"  {f.model}: {f.remaining} of {f.limit} left ({f.used} used; resets {_iso(f.resets_at)})"
-            )
-        cap = "no cap" if s.cap_micros is None else f"cap {micros_to_usd(s.cap_micros)}"
-        lines.append(
-            f"Spent this period: {micros_to_usd(s.spent_micros)} ({cap}; resets {_iso(s.cap_resets_at)})"
-        )
-        for t in s.teams:
-            lines.append(
-                f"Team {t.name.removeprefix('team:')}: {micros_to_usd(t.remaining_micros)} left of "
-                f"{micros_to_usd(t.budget_micros)} (resets {_iso(t.resets_at)})"
-            )
-        g = s.guild
-        lines.append(
-            f"Server budget: {micros_to_usd(g.remaining_micros)} left of {micros_to_usd(g.budget_micros)} "
-            f"(resets {_iso(g.resets_at)})"
-        )
-        return "\n".join(lines)
-
-
-_USAGE_COLUMNS = ("jobs", "succeeded", "images", "cost_usd", "refused", "failed", "cancelled")
-
-
-@dataclass(frozen=True)
-class UsageReport:
-    by: str
-    rows: tuple[UsageRow, ...]
-
-    def records(self) -> list[dict[str, Any]]:
-        return [
-            {
-                self.by: r.key,
-                "jobs": r.jobs,
-                "succeeded": r.succeeded,
-                "images": r.images,
-                "cost_usd": _usd_number(r.cost_micros),
-                "refused": r.refused,
-                "failed": r.failed,
-                "cancelled": r.cancelled,
-            }
-            for r in self.rows
-        ]
-
-    def to_json(self) -> str:
-        return json.dumps(self.records(), indent=2)
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow((self.by, *_USAGE_COLUMNS))
-        for r in self.rows:
-            writer.writerow(
-                (
-                    r.key,
-                    r.jobs,
-                    r.succeeded,
-                    r.images,
-                    f"{r.cost_micros / MICROS_PER_USD:.6f}",
-                    r.refused,
-                    r.failed,
-                    r.cancelled,
-                )
-            )
-        return out.getvalue()
-
-    def to_table(self) -> str:
-        header = (self.by, *_USAGE_COLUMNS)
-        body = [
-            (
-                r.key,
-                r.jobs,
-                r.succeeded,
-                r.images,
-                micros_to_usd(r.cost_micros),
-                r.refused,
-                r.failed,
-                r.cancelled,
-            )
-            for r in self.rows
-        ]
-        cells = [tuple(str(c) for c in row) for row in (header, *body)]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-        def line(row: tuple[str, ...]) -> str:
-            # The key column reads left to right; numbers line up on the right.
-            return "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-
-        if not body:
-            return line(cells[0]) + "\n(no jobs in this period)"
-        return "\n".join(line(row) for row in cells)
 
 
 def usage_window(window: str, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
@@ -200,7 +44,9 @@ def usage_window(window: str, now: datetime | None = None) -> tuple[datetime | N
         return now - timedelta(days=30), None
     kinds = {"today": "day", "week": "week", "month": "month"}
     if window not in kinds:
-        raise ValidationError(f"period must be one of {', '.join(USAGE_WINDOWS)} (you gave {window!r}).")
+        raise ValidationError(
+            f"must be one of {', '.join(USAGE_WINDOWS)} (you gave {window!r}).", field="period"
+        )
     return storage.period_at(kinds[window], now).start, None
 
 
@@ -212,59 +58,6 @@ class GuildSettings:
     free_quotas: dict[str, storage.FreePolicy]  # the guild's own rows; "*" is every other model
     teams: tuple[storage.Team, ...]
     channels: frozenset[int]  # empty: every channel
-
-
-# --- input checks --------------------------------------------------------------------------------
-
-
-def _id(value: Any, what: str, *, zero_ok: bool = False) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if isinstance(value, bool) or number < 0 or (number == 0 and not zero_ok):
-        raise ValidationError(f"{what} must be a Discord id (a positive whole number), not {value!r}.")
-    return number
-
-
-def _count(value: Any, what: str, *, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = minimum - 1
-    if isinstance(value, bool) or isinstance(value, float) or number < minimum:
-        raise ValidationError(f"{what} must be a whole number of at least {minimum}, not {value!r}.")
-    return number
-
-
-def _micros(usd: Any, what: str = "--usd") -> int:
-    try:
-        return usd_to_micros(usd)
-    except ValueError:
-        raise ValidationError(
-            f"{what} must be an amount in USD of 0 or more, like 5 or 12.50 (you gave {usd!r})."
-        ) from None
-
-
-def _period(period: str, allowed: Sequence[str] = PERIODS) -> str:
-    if period not in allowed:
-        raise ValidationError(f"--period must be one of {', '.join(allowed)} (you gave {period!r}).")
-    return period
-
-
-def _day_start(value: date | datetime | str | None, what: str, *, next_day: bool = False) -> datetime | None:
-    """A report boundary. A bare date means midnight UTC; ``next_day`` makes --until include it."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            raise ValidationError(f"{what} must be a date like 2025-01-31 (you gave {value!r}).") from None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    moment = datetime.combine(value, time(), tzinfo=UTC)
-    return moment + timedelta(days=1) if next_day else moment
 
 
 @speaks_for_storage  # storage's facts leave every public method as UserErrors
@@ -290,8 +83,10 @@ class AccountService:
     ) -> QuotaReport:
         """Per model: free limit, used, remaining; spent and cap; budgets; when each resets."""
         models = {m.id: m.free_quota for m in self.catalog.models}
-        guild = None if guild_id is None else _id(guild_id, "--guild", zero_ok=True)
-        status = await storage.quota_status(self.db, _id(user_id, "--user"), guild, models, roles, now=now)
+        guild = None if guild_id is None else checks.discord_id(guild_id, "guild", zero_ok=True)
+        status = await storage.quota_status(
+            self.db, checks.discord_id(user_id, "user"), guild, models, roles, now=now
+        )
         return QuotaReport(status)
 
     async def usage(
@@ -303,12 +98,12 @@ class AccountService:
     ) -> UsageReport:
         """Jobs by user, team (who paid), model or day. ``until`` includes the day it names."""
         if by not in USAGE_GROUPS:
-            raise ValidationError(f"--by must be one of {', '.join(USAGE_GROUPS)} (you gave {by!r}).")
-        start = _day_start(since, "--since")
-        end = _day_start(until, "--until", next_day=True)
+            raise ValidationError(f"must be one of {', '.join(USAGE_GROUPS)} (you gave {by!r}).", field="by")
+        start = checks.day_start(since, "since")
+        end = checks.day_start(until, "until", next_day=True)
         if start and end and end <= start:
-            raise ValidationError("--until must not be before --since.")
-        guild = None if guild_id is None else _id(guild_id, "--guild", zero_ok=True)
+            raise ValidationError("must not be before the start of the report (since).", field="until")
+        guild = None if guild_id is None else checks.discord_id(guild_id, "guild", zero_ok=True)
         rows = await storage.usage(self.db, guild_id=guild, since=start, until=end, by=by)
         return UsageReport(by, tuple(rows))
 
@@ -319,7 +114,11 @@ class AccountService:
     ) -> storage.GuildConfig:
         """admin budget --guild ID --usd AMOUNT [--period day|week|month]"""
         return await storage.set_guild_budget(
-            self.db, _id(guild_id, "--guild", zero_ok=True), _micros(usd), _period(period), actor_id=actor_id
+            self.db,
+            checks.discord_id(guild_id, "guild", zero_ok=True),
+            checks.usd_micros(usd),
+            checks.period(period),
+            actor_id=actor_id,
         )
 
     async def set_free_quota(
@@ -327,11 +126,16 @@ class AccountService:
     ) -> None:
         """admin free-quota --guild ID --model MODEL|all --images N [--period day|week|month|off]"""
         model_id = storage.ALL_MODELS if model in ALL_MODELS else self._model(model)
-        count = _count(images, "--images")
-        if _period(period, FREE_QUOTA_PERIODS) == "off":
+        count = checks.count(images, "images", maximum=MAX_FREE_QUOTA_IMAGES)
+        if checks.period(period, FREE_QUOTA_PERIODS) == "off":
             count, period = 0, "month"
         await storage.set_free_quota(
-            self.db, _id(guild_id, "--guild", zero_ok=True), model_id, count, period, actor_id=actor_id
+            self.db,
+            checks.discord_id(guild_id, "guild", zero_ok=True),
+            model_id,
+            count,
+            period,
+            actor_id=actor_id,
         )
 
     async def set_team(
@@ -347,14 +151,14 @@ class AccountService:
         """admin team --guild ID --role ROLE_ID --name NAME --usd AMOUNT [--period ...]"""
         name = (name or "").strip()
         if not name or len(name) > MAX_TEAM_NAME:
-            raise ValidationError(f"--name must be 1 to {MAX_TEAM_NAME} characters.")
+            raise ValidationError(f"must be 1 to {MAX_TEAM_NAME} characters.", field="name")
         return await storage.set_team(
             self.db,
-            _id(guild_id, "--guild", zero_ok=True),
-            _id(role_id, "--role"),
+            checks.discord_id(guild_id, "guild", zero_ok=True),
+            checks.discord_id(role_id, "role"),
             name,
-            _micros(usd),
-            _period(period),
+            checks.usd_micros(usd),
+            checks.period(period),
             actor_id=actor_id,
         )
 
@@ -362,9 +166,13 @@ class AccountService:
         self, guild_id: int, usd: Any, period: str = "month", *, actor_id: int | None = None
     ) -> storage.GuildConfig:
         """admin cap --guild ID --usd AMOUNT: what one user may spend per period ("off" or None: no cap)."""
-        micros = None if usd is None or str(usd).lower() in ("off", "none") else _micros(usd)
+        micros = None if usd is None or str(usd).lower() in ("off", "none") else checks.usd_micros(usd)
         return await storage.set_user_cap(
-            self.db, _id(guild_id, "--guild", zero_ok=True), micros, _period(period), actor_id=actor_id
+            self.db,
+            checks.discord_id(guild_id, "guild", zero_ok=True),
+            micros,
+            checks.period(period),
+            actor_id=actor_id,
         )
 
     async def grant(
@@ -380,10 +188,10 @@ class AccountService:
         """admin grant --guild ID --user ID --model MODEL --images N (for the current period)."""
         return await storage.grant_free_images(
             self.db,
-            _id(guild_id, "--guild", zero_ok=True),
-            _id(user_id, "--user"),
+            checks.discord_id(guild_id, "guild", zero_ok=True),
+            checks.discord_id(user_id, "user"),
             self._model(model),
-            _count(images, "--images", minimum=1),
+            checks.count(images, "images", minimum=1, maximum=MAX_GRANT_IMAGES),
             actor_id=actor_id,
             note=note,
         )
@@ -406,22 +214,22 @@ class AccountService:
         self, guild_id: int, channel_id: int, allowed: bool = True, *, actor_id: int | None = None
     ) -> frozenset[int]:
         """Allow (or stop allowing) the bot in a channel; returns the allow-list (empty: everywhere)."""
-        guild = _id(guild_id, "--guild")
+        guild = checks.discord_id(guild_id, "guild")
         await storage.set_channel_allowed(
-            self.db, guild, _id(channel_id, "--channel"), allowed, actor_id=actor_id
+            self.db, guild, checks.discord_id(channel_id, "channel"), allowed, actor_id=actor_id
         )
         return await storage.allowed_channels(self.db, guild)
 
     async def allowed_channels(self, guild_id: int) -> frozenset[int]:
         """The guild's allow-list (empty: every channel)."""
-        return await storage.allowed_channels(self.db, _id(guild_id, "--guild"))
+        return await storage.allowed_channels(self.db, checks.discord_id(guild_id, "guild"))
 
     async def teams(self, guild_id: int) -> list[storage.Team]:
         """The guild's teams, in creation order (budget 0: retired)."""
-        return await storage.list_teams(self.db, _id(guild_id, "--guild", zero_ok=True))
+        return await storage.list_teams(self.db, checks.discord_id(guild_id, "guild", zero_ok=True))
 
     async def guild_settings(self, guild_id: int) -> GuildSettings:
-        guild = _id(guild_id, "--guild", zero_ok=True)
+        guild = checks.discord_id(guild_id, "guild", zero_ok=True)
         return GuildSettings(
             await storage.get_guild_config(self.db, guild),
             await storage.list_free_quotas(self.db, guild),
@@ -434,7 +242,7 @@ class AccountService:
         return channel_id is not None and await storage.channel_allowed(self.db, guild_id, channel_id)
 
     async def settings(self, user_id: int) -> storage.UserSettings:
-        return await storage.get_user_settings(self.db, _id(user_id, "--user"))
+        return await storage.get_user_settings(self.db, checks.discord_id(user_id, "user"))
 
     async def update_settings(
         self,
@@ -450,11 +258,11 @@ class AccountService:
             changes["default_model"] = self._model(default_model)
         if aspect_ratio is not None:
             if aspect_ratio not in ASPECT_RATIOS:
-                raise ValidationError(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}.")
+                raise ValidationError(f"must be one of {', '.join(ASPECT_RATIOS)}.", field="aspect_ratio")
             changes["aspect_ratio"] = aspect_ratio
         if private_results is not None:
             changes["private_results"] = bool(private_results)
-        return await storage.set_user_settings(self.db, _id(user_id, "--user"), **changes)
+        return await storage.set_user_settings(self.db, checks.discord_id(user_id, "user"), **changes)
 
     # --- the database itself ---------------------------------------------------------------------
 
@@ -465,16 +273,35 @@ class AccountService:
     async def schema_version(self) -> int:
         return await storage.schema_version(self.db)
 
-    async def backup(self, path: str | Path) -> Path:
-        """kontext-bot db backup PATH, safe while the bot runs: SQLite's online backup, or from
-        PostgreSQL a copy into a new SQLite file (a portable backup)."""
-        return await storage.backup(self.db, path)
+    async def backup(self, path: str | Path, *, now: datetime | None = None) -> Path:
+        """kontext-bot db backup PATH, safe while the bot runs. PATH is the file to write, or a folder
+        to write ``kontext-<UTC timestamp>.db`` into. Returns the file written. A path that cannot be
+        written is a ValidationError (field "path"), found before the copy starts."""
+        target = await asyncio.to_thread(checks.backup_target, path, utc(now))
+        try:
+            return await storage.backup(self.db, target)
+        except OSError as exc:
+            raise ValidationError(
+                f"{str(target)!r} cannot be written ({exc.strerror or type(exc).__name__}).", field="path"
+            ) from None
 
-    async def copy_database(self, source: str | Path, target: str | Path) -> storage.CopyReport:
+    @staticmethod
+    async def copy_database(source: str | Path, target: str | Path) -> storage.CopyReport:
         """kontext-bot db copy SOURCE TARGET: each a SQLite path or a postgresql:// URL. Copies
         everything from one consistent snapshot of SOURCE (safe while a bot writes it) into an empty
-        TARGET, and checks row counts and ``db check`` there before it reports success."""
-        for name, value in (("SOURCE", source), ("TARGET", target)):
-            if not str(value).strip():
-                raise ValidationError(f"Give the {name} database: a SQLite path or a postgresql:// URL.")
-        return await storage.copy_database(str(source).strip(), str(target).strip())
+        TARGET, and checks row counts and ``db check`` there before it reports success. Static: it
+        opens the two databases it is given, not the service's own."""
+        given = []
+        for name, value in (("source", source), ("target", target)):
+            text = str(value).strip()
+            try:
+                if not text:
+                    raise storage.UnsupportedTarget("")
+                storage.parse_target(text)
+            except storage.UnsupportedTarget as exc:
+                not_this = f", not a {exc.scheme}:// URL" if exc.scheme else ""
+                raise ValidationError(
+                    f"must be a SQLite path or a postgresql:// URL{not_this}.", field=name
+                ) from None
+            given.append(text)
+        return await storage.copy_database(*given)

@@ -7,14 +7,17 @@ DISCORD_GATEWAY_URL.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.errors import ConfigError, UserError
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class KontextBot(commands.Bot):
         *,
         run_jobs: bool = True,
         commands_enabled: bool = True,
+        deliver: bool = True,
         progress_every: float = PROGRESS_EVERY,
         progress_refresh: float = PROGRESS_REFRESH,
         **options: Any,
@@ -65,12 +69,13 @@ class KontextBot(commands.Bot):
         self.services = services
         self.run_jobs = run_jobs
         self.commands_enabled = commands_enabled
+        self.deliver = deliver  # sync only registers commands: nothing is shown or run
         self.progress_every = progress_every  # tests lower these instead of sleeping
         self.progress_refresh = progress_refresh
         self.waiting_room: Any = None  # set by cogs/delivery.py: shows a new job's place at once
 
     async def setup_hook(self) -> None:
-        for ext in (*(COMMANDS if self.commands_enabled else ()), *DELIVERY):
+        for ext in (*(COMMANDS if self.commands_enabled else ()), *(DELIVERY if self.deliver else ())):
             await self.load_extension(ext)
 
     async def close(self) -> None:
@@ -79,3 +84,62 @@ class KontextBot(commands.Bot):
         # session, so the worker stops before the client does.
         await self.services.worker.stop(self.services.settings.limits.shutdown_grace)
         await super().close()
+
+
+# --- what the CLI's `run` and `sync` call: the Discord side of them, so the CLI imports no discord ---
+
+
+def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
+    """Discord's own failures at login or connection, as the one line an operator reads."""
+    if isinstance(exc, discord.LoginFailure):
+        return ConfigError("Discord refused DISCORD_TOKEN (login failed); check the token.")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):  # DNS, refused, TLS: not our bug
+        api = settings.discord_api_base or "discord.com"
+        return UserError(f"Cannot reach Discord ({api}): {type(exc).__name__}.")
+    return exc
+
+
+async def run_bot(services: Services, stop: asyncio.Event) -> None:
+    """Serve Discord until ``stop`` is set (then close, leaving jobs in flight to the next start) or
+    the connection ends for good. Raises ConfigError for a refused token, UserError when Discord
+    cannot be reached."""
+    settings = services.settings
+    point_discord_at(settings)
+    async with KontextBot(services) as bot:
+        runner = asyncio.create_task(bot.start(settings.discord_token))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            await bot.close()  # jobs in flight keep their state; the next start resumes them
+        stopper.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        exc = None if runner.cancelled() else runner.exception()
+        if exc is not None:
+            failure = _discord_failure(exc, settings)
+            if failure is exc:
+                raise exc
+            raise failure from exc
+
+
+async def sync_commands(services: Services, guild_id: int | None = None) -> list[str]:
+    """Register the slash commands, in one guild (instant) or globally; returns their names.
+    Raises ConfigError for a refused token, UserError when Discord refuses or cannot be reached."""
+    settings = services.settings
+    point_discord_at(settings)
+    guild = discord.Object(id=guild_id) if guild_id else None
+    async with KontextBot(services, run_jobs=False, deliver=False) as bot:
+        try:
+            await bot.login(settings.discord_token)
+            if guild is not None:
+                bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+        except discord.Forbidden:
+            raise UserError(
+                f"Discord would not register commands in guild {guild_id}: is the bot in that server, "
+                "invited with the applications.commands scope?"
+            ) from None
+        except discord.HTTPException as exc:
+            raise UserError(f"Discord refused the commands (HTTP {exc.status}): {exc.text}") from None
+        except (discord.LoginFailure, aiohttp.ClientError, OSError) as exc:
+            raise _discord_failure(exc, settings) from None
+    return [c.name for c in synced]

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from bot.catalog import PROVIDERS, SANDBOX, Catalog
 from bot.errors import ConfigError
+from bot.redact import MIN_SECRET_LENGTH
 from storage.targets import Target, UnsupportedTarget, parse_target
 
 DEFAULT_BASE_URLS = {
@@ -66,6 +67,11 @@ class Limits:
     # Seconds a stopping worker gives its running jobs before handing the rest back to the queue
     # (well inside the 10 s a container manager waits between SIGTERM and SIGKILL).
     shutdown_grace: float = 5.0
+    # Provider result links on private, loopback or link-local addresses are refused: a provider (or
+    # whoever answers for it) must not point the bot at the operator's own network or the cloud
+    # metadata service. Only a provider that really lives on a private network (and the tests'
+    # emulator on 127.0.0.1) needs this on. Members' image links are never allowed there.
+    allow_private_results: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text before it is logged or shown."""
         values = [self.discord_token, *(p.api_key for p in self.providers.values()), *self.db_target.secrets]
-        return tuple(v for v in values if v and len(v) >= 4)
+        return tuple(v for v in values if v and len(v) >= MIN_SECRET_LENGTH)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

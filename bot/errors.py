@@ -6,21 +6,45 @@ Every face (slash command, CLI) prints ``user_message``; nothing else about an e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class UserError(Exception):
     """A failure the user is told about in plain words (never a traceback, never a secret)."""
 
     code = "error"
+    field: str | None = None  # the input the error is about, by its canonical name (see ValidationError)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.user_message = message
 
+    def render(self, spell: Callable[[str], str] | None = None) -> str:
+        """The message as a face shows it; ``spell`` turns a canonical field name into the face's
+        word for that input (the CLI's ``--usd``, Discord's option ``usd``)."""
+        return self.user_message
+
 
 class ValidationError(UserError):
-    """The request breaks a catalog rule: unknown model, wrong image count, parameter out of range."""
+    """The request breaks a rule: unknown model, wrong image count, a value out of range.
+
+    With ``field`` (the canonical name of the input: "usd", "images", "guild", "aspect_ratio"),
+    ``message`` is what is wrong with it ("must be at most ...") and the field's name goes in
+    front: ``user_message`` reads "usd must be at most ...", and each face renders the name its
+    own way with ``render`` (the CLI as ``--usd``, Discord as the option ``usd``).
+    """
 
     code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field} {message}" if field else message)
+        self.field = field
+        self.detail = message
+
+    def render(self, spell: Callable[[str], str] | None = None) -> str:
+        if self.field is None or spell is None:
+            return self.user_message
+        return f"{spell(self.field)} {self.detail}"
 
 
 class InputImageError(UserError):

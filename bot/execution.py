@@ -142,7 +142,9 @@ class Executor:
             left = RESUME_GRACE
         elif left <= 0:
             return await self._fail(
-                job, UserError("The job waited past its deadline."), "timeout: the job waited past its deadline"
+                job,
+                UserError("The job waited past its deadline."),
+                "timeout: the job waited past its deadline",
             )
         deadline = self.clock() + left
         started = self.clock()
@@ -247,7 +249,7 @@ class Executor:
             self.db, job.id, self.worker_id, status=status, error=error or error_text(exc)
         ):
             raise _Lost
-        return Failed(replace(job, status=status), JobFailed(job.id, exc))
+        return Failed(replace(job, status=status), JobFailed(job.id, exc, status))
 
     async def _succeeded(self, job: storage.Job, output: ProviderOutput) -> Outcome:
         if not job.meta.get("nsfw_allowed", True) and any(img.nsfw for img in output.images):

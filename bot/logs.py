@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-REDACTED = "[redacted]"
+from bot.redact import scrub
 
 
 class SecretFilter(logging.Filter):
@@ -28,13 +28,6 @@ class SecretFilter(logging.Filter):
         if scrubbed != text or exc_text != record.exc_text:
             record.msg, record.args, record.exc_text = scrubbed, None, exc_text
         return True
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def setup_logging(verbose: bool, secrets: Sequence[str] = ()) -> None:

@@ -51,10 +51,11 @@ class JobFailed(UserError):
 
     code = "job_failed"
 
-    def __init__(self, job_id: str, cause: UserError) -> None:
+    def __init__(self, job_id: str, cause: UserError, status: str = "failed") -> None:
         super().__init__(f"{cause.user_message} (job {job_id}; you were not charged)")
         self.job_id = job_id
         self.cause = cause
+        self.status = status  # as the job was recorded: "failed", "refused" or "cancelled"
 
 
 def timings(job: storage.Job) -> tuple[float, float]:
@@ -106,4 +107,4 @@ def failure_of(job: storage.Job) -> JobFailed:
         cause.code = code
     else:
         cause = UserError(text)
-    return JobFailed(job.id, cause)
+    return JobFailed(job.id, cause, job.status if job.status in ("refused", "cancelled") else "failed")

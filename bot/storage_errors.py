@@ -51,10 +51,7 @@ def user_error(exc: storage.StorageError) -> UserError | None:
         case storage.NotADatabase():
             return StorageProblem(f"Cannot open the database {exc.target}: {exc.detail}")
         case storage.DatabaseMissing():
-            return StorageProblem(
-                f"There is no database at {exc.target}: check KONTEXT_DB (the bot creates its database "
-                "on its first start)."
-            )
+            return StorageProblem(f"There is no database at {exc.target}; nothing was created there.")
         case storage.DatabaseBusy():
             return StorageProblem(
                 f"The database {exc.target} is busy: another process has held its lock too long. "
@@ -101,9 +98,12 @@ def worded() -> Iterator[None]:
 def speaks_for_storage(cls: C) -> C:
     """Class decorator: every public coroutine method of a service raises worded errors."""
     for name, method in list(vars(cls).items()):
-        if name.startswith("_") or not inspect.iscoroutinefunction(method):
+        if name.startswith("_"):
             continue
-        setattr(cls, name, _worded_method(method))
+        if isinstance(method, staticmethod) and inspect.iscoroutinefunction(method.__func__):
+            setattr(cls, name, staticmethod(_worded_method(method.__func__)))
+        elif inspect.iscoroutinefunction(method):
+            setattr(cls, name, _worded_method(method))
     return cls
 
 

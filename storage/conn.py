@@ -158,8 +158,14 @@ def _bind(sql: str, params: Params) -> tuple[str, Sequence[Any]]:
 
 
 def lock_id(key: str) -> int:
-    """A stable signed 64-bit number for an advisory lock (Python's hash() differs per process)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+    """A stable signed 64-bit number for an advisory lock (Python's hash() differs per process):
+    the first 8 bytes of the key's MD5, which SQL computes too (LOCK_ID_SQL), so a statement can
+    lock a key it derives from a row. Two keys sharing a number would only wait for each other."""
+    return int.from_bytes(hashlib.md5(key.encode(), usedforsecurity=False).digest()[:8], "big", signed=True)
+
+
+# lock_id in SQL, of a text expression: PostgreSQL's bit(64) -> bigint is the same two's complement.
+LOCK_ID_SQL = "CAST(CAST('x' || substr(md5({}), 1, 16) AS bit(64)) AS bigint)"
 
 
 def _rowcount(status: str) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from storage.conn import Conn
+from storage.conn import LOCK_ID_SQL, Conn
 from storage.db import Database
 from storage.errors import JobNotFound
 from storage.periods import from_db, to_db, utc
@@ -170,14 +170,22 @@ async def load(conn: Conn, job_id: str) -> Job:
     return Job.from_row(row)
 
 
+_LOCK_JOBS_GUILD = (
+    "SELECT guild_id, pg_advisory_xact_lock(" + LOCK_ID_SQL.format("'guild:' || guild_id") + ") "
+    "FROM jobs WHERE id = ?"
+)
+
+
 async def lock_job(conn: Conn, job_id: str) -> Job:
     """The job, read under its guild's lock: what this transaction reads of the job and of its
     guild's balances stays true until it commits (see storage/postgres.py)."""
-    job = await load(conn, job_id)
     if conn.dialect == "sqlite":
-        return job  # BEGIN IMMEDIATE: nothing else writes until we commit
-    await conn.lock(f"guild:{job.guild_id}")  # a job's guild never changes
-    return await load(conn, job_id)  # as the transaction that held the lock before us left it
+        return await load(conn, job_id)  # BEGIN IMMEDIATE: nothing else writes until we commit
+    # conn.lock(f"guild:{guild_id}") in the statement that finds the guild (it never changes)...
+    locked = await conn.fetchone(_LOCK_JOBS_GUILD, (job_id,))
+    if locked is None:
+        raise JobNotFound(job_id)
+    return await load(conn, job_id)  # ...then the job as the one that held the lock before us left it
 
 
 async def _update_unfinished(conn: Conn, job_id: str, assignments: str, params: dict) -> bool:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 
@@ -82,7 +82,7 @@ def translate(exc: BaseException, target: Target) -> BaseException:
     return exc
 
 
-def _reraise(exc: BaseException, target: Target) -> None:
+def _reraise(exc: BaseException, target: Target) -> NoReturn:
     new = translate(exc, target)
     if new is exc:
         raise exc
@@ -127,7 +127,6 @@ class PostgresDatabase(Database):
                 return await op(PgConn(raw), *args, **kwargs)
         except Exception as e:
             _reraise(e, self.target)
-            raise  # unreachable: for the type checker
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[PgConn]:

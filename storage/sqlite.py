@@ -26,7 +26,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
@@ -80,6 +80,13 @@ def translate(exc: BaseException, label: str) -> BaseException:
         return exc
     new.__cause__ = exc
     return new
+
+
+def _reraise(exc: BaseException, label: str) -> NoReturn:
+    new = translate(exc, label)
+    if new is exc:
+        raise exc
+    raise new from exc
 
 
 def _in_transaction(raw: sqlite3.Connection, begin: str, op: Op[..., T], args: tuple, kwargs: dict) -> T:
@@ -180,7 +187,7 @@ class SqliteDatabase(Database):
         try:
             return await _on_thread(self._reader, _in_transaction, "BEGIN", op, args, kwargs)
         except sqlite3.Error as e:
-            raise translate(e, self.label) from e
+            _reraise(e, self.label)
 
     async def close(self) -> None:
         if self._drainer is not None:  # let queued writes finish first
@@ -298,7 +305,7 @@ async def open_sqlite(
         reader = await _connect(path, create)
     except sqlite3.Error as e:
         await writer.close()
-        raise translate(e, target.label) from e
+        _reraise(e, target.label)
     except BaseException:
         await writer.close()
         raise

@@ -148,6 +148,12 @@ class Cluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _orphaned(database: str) -> bool:
+    """kontext_test_<pid>_<random> whose test process no longer exists on this machine."""
+    pid = database.split("_")[2]
+    return pid.isdigit() and not Path(f"/proc/{pid}").exists()
+
+
 @dataclass
 class PostgresRun:
     """This test run's database on a server; ``new_target()`` gives each test a clean schema."""
@@ -175,8 +181,25 @@ class PostgresRun:
             url = cluster.url
         name = f"kontext_test_{os.getpid()}_{secrets.token_hex(3)}"
         run = cls(url, name, _with_database(url, name), cluster)
+        run_sync(run._drop_leftovers())
         run_sync(run._admin(f"CREATE DATABASE {name}"))
         return run
+
+    async def _drop_leftovers(self) -> None:
+        """Databases of earlier runs on this machine that were killed before they could drop them
+        (their process is gone); a run still going keeps its own."""
+        conn = await asyncpg.connect(self.server_url, timeout=CONNECT_TIMEOUT)
+        try:
+            names = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'kontext_test_%'"
+                )
+            ]
+            for name in filter(_orphaned, names):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
     async def _admin(self, sql: str) -> None:
         conn = await asyncpg.connect(self.server_url, timeout=CONNECT_TIMEOUT)

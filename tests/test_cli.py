@@ -18,60 +18,17 @@ import pytest
 from PIL import Image
 
 from bot.catalog import SANDBOX, Catalog
-from tests.emulator import ProviderEmulator, make_png
+from tests.cli_support import emulator, provider_env, run_cli
+from tests.emulator import make_png
 
-ROOT = Path(__file__).resolve().parent.parent
 CATALOG = Catalog.default()
 ROUTES = [(m.id, r.provider) for m in CATALOG.models for r in m.routes]
 
 
 @pytest.fixture(scope="module")
 def emulator_process() -> Iterator[str]:
-    """The emulator as its own process, as a deployment's provider would be."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("EMULATOR_URL="), line
-        yield line.split("=", 1)[1]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-FAST_POLLS = "".join(f"[providers.{name}]\npoll_interval = 0.1\n" for name in ProviderEmulator.KEYS)
-
-
-def provider_env(url: str, tmp: Path) -> dict[str, str]:
-    """Keys and base URLs for every provider, and quick polling (real providers want 3-5 s)."""
-    config = tmp / "kontext.toml"
-    config.write_text(FAST_POLLS)
-    env = {"KONTEXT_CONFIG": str(config), "KONTEXT_DB": str(tmp / "k.db")}
-    for name, key in ProviderEmulator.KEYS.items():
-        env[f"{name.upper()}_API_KEY"] = key
-        env[f"{name.upper()}_BASE_URL"] = url
-    return env
-
-
-async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
-    full_env.update(env)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=cwd,
-        env=full_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode, out.decode(), err.decode()
+    with emulator() as url:
+        yield url
 
 
 def image_args(model_id: str, tmp: Path) -> list[str]:
@@ -90,6 +47,9 @@ def image_args(model_id: str, tmp: Path) -> list[str]:
 async def test_every_model_through_every_route_writes_real_images(emulator_process, tmp_path):
     env = provider_env(emulator_process, tmp_path)
     limit = asyncio.Semaphore(4)
+    # Written once, before any process reads them: rewriting a shared input while another job
+    # reads it would hand that job a truncated file.
+    inputs = {model_id: image_args(model_id, tmp_path) for model_id, _ in ROUTES}
 
     async def one(model_id: str, provider: str) -> tuple[str, str, dict]:
         async with limit:
@@ -105,14 +65,18 @@ async def test_every_model_through_every_route_writes_real_images(emulator_proce
                 "--out",
                 str(out_dir),
                 "--json",
-                *image_args(model_id, tmp_path),
+                *inputs[model_id],
                 env=env,
                 cwd=tmp_path,
             )
             assert code == 0, f"{model_id} via {provider}: {err}"
             return model_id, provider, json.loads(out)
 
-    results = await asyncio.gather(*(one(m, p) for m, p in ROUTES))
+    # return_exceptions: a failing job must not leave the others running past the test.
+    outcomes = await asyncio.gather(*(one(m, p) for m, p in ROUTES), return_exceptions=True)
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert not errors, errors
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(results) == len(ROUTES) == 28
     for model_id, provider, summary in results:
         assert summary["status"] == "succeeded" and summary["provider"] == provider
@@ -177,29 +141,41 @@ async def test_member_jobs_report_who_paid_and_free_images_left(emulator_process
     assert (quota["free_limit"], quota["free_used"], quota["free_remaining"]) == (5, 1, 4)
 
 
+# Exit 2: the command line asks what cannot be done (a catalog rule, a provider with no key).
+# Exit 1: the request was valid but refused (an input image the bot will not fetch).
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "needle", "status"),
     [
-        (["--model", "nope/model", "--prompt", "x"], "Unknown model"),
-        (["--model", "flux-kontext-max", "--prompt", "x"], "exactly 1 input image; you gave 0"),
+        (["--model", "nope/model", "--prompt", "x"], "Unknown model", 2),
+        (["--model", "flux-kontext-max", "--prompt", "x"], "exactly 1 input image; you gave 0", 2),
         (
             ["--model", "flux-kontext-pro/text-to-image", "--prompt", "x", "--steps", "10"],
             "steps is not supported",
+            2,
         ),
-        (["--model", "flux-kontext-pro/text-to-image", "--prompt", "x", "--n", "9"], "integer from 1 to 4"),
+        (
+            ["--model", "flux-kontext-pro/text-to-image", "--prompt", "x", "--n", "9"],
+            "integer from 1 to 4",
+            2,
+        ),
         (
             ["--model", "flux-kontext-pro/text-to-image", "--prompt", "x", "--provider", "wavespeed"],
             "not enabled",
+            2,
         ),
-        (["--model", "flux-kontext-pro", "--prompt", "x", "--image", "http://127.0.0.1/cat.png"], "private"),
+        (
+            ["--model", "flux-kontext-pro", "--prompt", "x", "--image", "http://127.0.0.1/cat.png"],
+            "private",
+            1,
+        ),
     ],
 )
-async def test_refusals_are_one_clear_line_and_a_nonzero_exit(tmp_path, args, needle):
+async def test_refusals_are_one_clear_line_and_a_nonzero_exit(tmp_path, args, needle, status):
     code, out, err = await run_cli(
         "generate", *args, env={"KONTEXT_DB": str(tmp_path / "k.db")}, cwd=tmp_path
     )
     lines = [line for line in err.splitlines() if line.startswith("kontext-bot:")]
-    assert code == 1 and out == ""
+    assert code == status and out == ""
     assert len(lines) == 1 and needle in lines[0], err
 
 

@@ -2,17 +2,24 @@
 
 A tiny commands.Bot lives in this file; every test talks to it only through the fake, the way Discord
 would. Nothing sleeps: tests wait on the fake's records or on futures the bot resolves.
+
+The second half is what a bot spread over processes needs (issue 13): gateway shards (GET
+/gateway/bot, IDENTIFY ``shard``, each guild's events on its shard, DMs on shard 0) with the real
+``AutoShardedBot``, delivery from a ``Client`` that only logged in (the interaction webhook by token,
+channel messages by bot token, the token's 15 minutes, 429s with ``Via``), and the counters the
+scale tests assert on (edits per message, calls per second).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +29,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscord
+from tests.fake_discord import FakeDiscord, guild_on_shard, shard_of
 
 USER_ID = 4242
 ARTIST_ROLE = 777
@@ -376,3 +383,263 @@ async def test_reconnect_resumes_the_session(fake: FakeDiscord, bot: TinyBot) ->
     rec = await fake.slash("create", {"model": "seedream"}, user_id=USER_ID)
     await rec.wait_for("responded")
     assert rec.original is not None and rec.original.content == "seedream 20"
+
+
+# ---- many processes: shards, workers without a gateway, counters ---------------------------------
+
+GUILD_0 = guild_on_shard(0, 2)  # (id >> 22) % 2 == 0
+GUILD_1 = guild_on_shard(1, 2)
+GUILD_3 = guild_on_shard(1, 2, index=1)  # joined later
+
+
+class ShardBot(commands.AutoShardedBot):
+    """A gateway process serving some shards: /where says which, /handoff queues the job for a worker
+    (the application id, token, channel and response message id are all a worker gets)."""
+
+    def __init__(self, **shards: Any) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+            **shards,
+        )
+        self.handoffs: asyncio.Queue[tuple[int, str, int, int]] = asyncio.Queue()
+
+        @self.tree.command(name="where", description="Which process answered")
+        async def where(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message(f"shards {self.shard_ids} guild {interaction.guild_id}")
+
+        @self.tree.command(name="handoff", description="Queue the job for a worker")
+        async def handoff(interaction: discord.Interaction) -> None:
+            resp = await interaction.response.defer(thinking=True)
+            assert resp.message_id is not None and interaction.channel_id is not None
+            job = (interaction.application_id, interaction.token, interaction.channel_id, resp.message_id)
+            await self.handoffs.put(job)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s pause between a process's IDENTIFYs: the fake does not enforce max_concurrency."""
+
+
+@contextlib.asynccontextmanager
+async def running(fake: FakeDiscord, *bots: ShardBot, shard_ids: Iterable[int]) -> AsyncIterator[None]:
+    """Start the bots, wait until every shard in ``shard_ids`` is in and each bot is ready; close them."""
+    runners = [asyncio.create_task(b.start(fake.token)) for b in bots]
+    try:
+        await fake.wait_ready(timeout=10, shard_ids=shard_ids)
+        for b in bots:
+            await asyncio.wait_for(b.wait_until_ready(), 10)
+        yield
+    finally:
+        for b, runner in zip(bots, runners, strict=True):
+            await b.close()
+            await asyncio.wait_for(runner, 5)
+
+
+@pytest.fixture
+async def sharded_fake() -> AsyncIterator[FakeDiscord]:
+    """A fake whose primary guild is on shard 0 of 2."""
+    async with FakeDiscord(guild_id=GUILD_0) as fake:
+        fake.add_member(USER_ID, name="alice")
+        restore = fake.configure_discord_py()
+        try:
+            yield fake
+        finally:
+            restore()
+
+
+async def test_auto_sharded_bot_takes_the_shard_count_from_gateway_bot() -> None:
+    async with FakeDiscord(shards=3, max_concurrency=2) as fake:
+        restore = fake.configure_discord_py()
+        try:
+            headers = {"Authorization": f"Bot {fake.token}"}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{fake.api_base}/gateway/bot", headers=headers) as r,
+            ):
+                info = await r.json()
+            limit = {"total": 1000, "remaining": 1000, "reset_after": 86_400_000, "max_concurrency": 2}
+            assert info == {"url": fake.gateway_url, "shards": 3, "session_start_limit": limit}
+            bot = ShardBot()  # no shard_count: discord.py asks GET /gateway/bot
+            async with running(fake, bot, shard_ids=[0, 1, 2]):
+                assert bot.shard_count == 3 and sorted(bot.shards) == [0, 1, 2]
+                assert sorted(p["shard"] for p in fake.identify_payloads) == [[0, 3], [1, 3], [2, 3]]
+                assert fake.gateway_shards == [(0, 3), (1, 3), (2, 3)]
+                guild = bot.get_guild(fake.guild_id)
+                assert guild is not None and guild.shard_id == shard_of(fake.guild_id, 3)
+            assert fake.stats()["identifies"] == 3
+        finally:
+            restore()
+
+
+async def test_two_gateway_processes_each_get_only_their_shards_guilds(sharded_fake: FakeDiscord) -> None:
+    fake = sharded_fake
+    fake.add_guild(GUILD_1)
+    first, second = ShardBot(shard_count=2, shard_ids=[0]), ShardBot(shard_count=2, shard_ids=[1])
+    async with running(fake, first, second, shard_ids=[0, 1]):
+        assert [g.id for g in first.guilds] == [GUILD_0]
+        assert [g.id for g in second.guilds] == [GUILD_1]
+        await first.tree.sync()  # global commands: registered once, invokable in every guild and DMs
+
+        for guild_id, shard, bot in ((GUILD_0, 0, first), (GUILD_1, 1, second)):
+            rec = await fake.slash("where", user_id=USER_ID, guild_id=guild_id)
+            await rec.wait_for("responded")
+            assert rec.shards == [shard] and rec.guild_id == guild_id
+            assert (
+                rec.original is not None
+                and rec.original.content == f"shards {bot.shard_ids} guild {guild_id}"
+            )
+
+        dm = await fake.slash("where", user_id=USER_ID, channel_id=fake.dm_channel(USER_ID))
+        await dm.wait_for("responded")
+        assert dm.shards == [0] and dm.guild_id is None  # no guild: shard 0
+        assert dm.original is not None and dm.original.content == "shards [0] guild None"
+        assert "guild_id" not in dm.original.payload
+        assert fake.stats()["interactions_by_shard"] == {"0": 2, "1": 1}
+
+        joined = asyncio.ensure_future(second.wait_for("guild_join", timeout=5))
+        fake.add_guild(GUILD_3)  # the bot is added to a guild on shard 1: GUILD_CREATE goes there only
+        assert (await joined).id == GUILD_3 and first.get_guild(GUILD_3) is None
+
+        await second.close()
+        await fake.wait_until(lambda: fake.gateway_shards == [(0, 2)])
+        with pytest.raises(RuntimeError, match="shard"):
+            await fake.slash("where", user_id=USER_ID, guild_id=GUILD_1)
+
+
+async def test_a_worker_without_gateway_delivers_by_token_then_by_channel(sharded_fake: FakeDiscord) -> None:
+    fake = sharded_fake
+    gateway = ShardBot(shard_count=1)
+    async with running(fake, gateway, shard_ids=[0]):
+        await gateway.tree.sync()
+        rec = await fake.slash("handoff", user_id=USER_ID)
+        app_id, token, channel_id, message_id = await asyncio.wait_for(gateway.handoffs.get(), 5)
+        await rec.wait_for("deferred")
+        assert rec.original is not None and rec.original.id == message_id and rec.original.loading
+
+        worker = discord.Client(intents=discord.Intents.none())
+        await worker.login(fake.token)  # GET /users/@me and the application; never connects
+        try:
+            # What Interaction.followup builds: an application webhook (type 3) from the stored token.
+            hook = discord.Webhook.from_state({"id": app_id, "type": 3, "token": token}, worker._connection)
+            fake.inject_rate_limit(times=2)  # 429 + Via: discord.py sleeps retry_after and retries
+            await hook.edit_message(message_id, content="50%")
+            edits = [c.status for c in fake.calls if c.method == "PATCH" and c.path.startswith("/webhooks/")]
+            assert edits == [429, 429, 200] and fake.stats()["rate_limited"] == 2
+            assert rec.original.content == "50%" and not rec.original.loading and not rec.errors
+
+            secret = await hook.send("only you", ephemeral=True, wait=True)
+            assert fake.messages[secret.id].ephemeral and fake.messages[secret.id] in rec.followups
+            channel = worker.get_partial_messageable(channel_id)
+            reply = await channel.send(
+                f"<@{USER_ID}> done",
+                reference=discord.MessageReference(message_id=message_id, channel_id=channel_id),
+            )
+            stored = fake.messages[reply.id].payload
+            assert stored["type"] == 19 and stored["referenced_message"]["id"] == str(message_id)
+            assert reply.reference is not None and reply.reference.message_id == message_id
+
+            fake.advance_time(fake.token_lifetime)  # 15 minutes later the token is dead...
+            for late in (hook.edit_message(message_id, content="late"), hook.send("late", wait=True)):
+                with pytest.raises(discord.HTTPException) as err:
+                    await late
+                assert (err.value.status, err.value.code) == (401, 50027)
+            # ...but the bot's own non-ephemeral messages stay editable through the channel.
+            await channel.get_partial_message(message_id).edit(content="final")
+            assert rec.original.content == "final" and rec.original.edits == 2
+            with pytest.raises(discord.NotFound):  # ephemeral: only its webhook could change it
+                await channel.get_partial_message(secret.id).edit(content="x")
+            fake.channel_edits_interaction_responses = False  # the stricter reading of Discord
+            with pytest.raises(discord.NotFound):
+                await channel.get_partial_message(message_id).edit(content="x")
+
+            dm = await (await worker.fetch_user(USER_ID)).create_dm()  # the bot-token DM fallback
+            assert (await dm.send("in private")).channel.id == fake.dm_channel(USER_ID)
+            await channel.get_partial_message(reply.id).delete()
+            with pytest.raises(discord.HTTPException) as err:
+                await channel.send(
+                    "again", reference=discord.MessageReference(message_id=reply.id, channel_id=channel_id)
+                )
+            assert (err.value.status, err.value.code) == (400, 50035)
+        finally:
+            await worker.close()
+
+
+async def test_edit_counts_and_calls_per_second_on_an_injected_clock() -> None:
+    now = [100.0]
+    async with FakeDiscord(clock=lambda: now[0]) as fake, aiohttp.ClientSession(base_url=fake.url) as http:
+        headers = {"Authorization": f"Bot {fake.token}"}
+        path = f"/api/v10/channels/{fake.channel_id}/messages"
+        sent = await (await http.post(path, json={"content": "0%"}, headers=headers)).json()
+        for at, content in ((100.2, "30%"), (100.9, "60%"), (102.5, "100%")):
+            now[0] = at
+            await http.patch(f"{path}/{sent['id']}", json={"content": content}, headers=headers)
+        msg = fake.messages[int(sent["id"])]
+        assert msg.edits == 3 and msg.edit_times == [100.2, 100.9, 102.5]
+        assert fake.edit_peak_per_s == 2  # 100.2 and 100.9 share a second; 102.5 is alone
+        assert fake.rest_peak_per_s == 3  # the POST at 100.0 and both edits before 101.0
+        assert fake.peak_rate(lambda c: c.method == "PATCH", window=3.0) == 3
+        stats = await (await http.get("/_fake/stats")).json()
+        assert stats["edits"] == 3 and stats["max_edits_per_message"] == 3 and stats["rest_calls"] == 4
+
+
+async def test_webhook_edit_limit_answers_429_until_the_window_moves() -> None:
+    now = [0.0]
+    async with FakeDiscord(clock=lambda: now[0]) as fake:
+        restore = fake.configure_discord_py()
+        gateway = ShardBot(shard_count=1)
+        try:
+            async with running(fake, gateway, shard_ids=[0]), aiohttp.ClientSession() as http:
+                await gateway.tree.sync()
+                rec = await fake.slash("handoff", user_id=USER_ID)
+                await rec.wait_for("deferred")
+                fake.limit_webhook_edits(2, per=5.0)
+                url = f"{fake.api_base}/webhooks/{fake.app_id}/{rec.token}/messages/@original"
+                answers = []
+                for _ in range(3):
+                    async with http.patch(url, json={"content": "x"}) as resp:
+                        answers.append((resp.status, resp.headers.get("Via"), await resp.json()))
+                assert [status for status, _, _ in answers] == [200, 200, 429]
+                assert answers[2][1] and answers[2][2]["retry_after"] == 5.0  # the window's time left
+                now[0] = 5.0
+                async with http.patch(url, json={"content": "y"}) as resp:
+                    assert resp.status == 200
+                assert rec.original is not None and rec.original.edits == 3  # the 429 changed nothing
+        finally:
+            restore()
+
+
+async def test_standalone_fake_with_shards_guilds_and_the_new_knobs() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "tests.fake_discord", "--shards", "2", "--guild-id", str(GUILD_0)),
+        *("--guild", str(GUILD_1), "--token-lifetime", "60"),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip().split("=", 1)[1]
+        async with aiohttp.ClientSession(base_url=url) as http:
+            state = await (await http.get("/_fake/state")).json()
+            assert [(g["id"], g["shard"]) for g in state["guilds"]] == [(GUILD_0, 0), (GUILD_1, 1)]
+            assert (state["shards"], state["token_lifetime"]) == (2, 60.0)
+            added = await (await http.post("/_fake/guilds", json={"guild_id": GUILD_3})).json()
+            assert added["channel_id"] == GUILD_3 + 9
+            member = {"user_id": USER_ID, "name": "alice", "guild_id": GUILD_3}
+            assert (await http.post("/_fake/members", json=member)).status == 200
+            config = await (await http.post("/_fake/config", json={"shards": 4})).json()
+            assert config["shards"] == 4 and config["channel_edits_interaction_responses"] is True
+            headers = {"Authorization": "Bot fake-token"}
+            assert (await (await http.get("/api/v10/gateway/bot", headers=headers)).json())["shards"] == 4
+            before = (await (await http.get("/_fake/state")).json())["now"]
+            after = (await (await http.post("/_fake/advance_time", json={"seconds": 900})).json())["now"]
+            assert after - before >= 900
+            for action, body in (("rate_limit", {"times": 1}), ("webhook_edit_limit", {"limit": 3})):
+                assert (await http.post(f"/_fake/{action}", json=body)).status == 200
+            stats = await (await http.get("/_fake/stats")).json()
+            assert stats["interactions"] == 0 and stats["gateway_shards"] == []
+            ready = await http.get("/_fake/ready", params={"timeout": "0.05", "shard_ids": "0,1"})
+            assert ready.status == 504 and (await http.get("/_fake/interactions")).status == 200
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

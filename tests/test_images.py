@@ -1,4 +1,5 @@
-"""bot.images: what is accepted, what is refused and why, and what comes out.
+"""bot.images: what is accepted, what is refused and why, and what comes out (inputs prepared for
+providers, results fitted for Discord, the sandbox placeholder). Links: tests/test_downloads.py.
 
 Every fixture is made here with Pillow (or by hand, for headers Pillow will not write), in memory.
 """
@@ -12,26 +13,24 @@ import os
 import random
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import httpx
 import pytest
-from aiohttp import web
 from PIL import Image
 
-from bot import images
 from bot.config import Limits
 from bot.errors import InputImageError
 from bot.images import (
+    MAX_PREPARED_BYTES,
     NOT_AN_IMAGE,
-    fetch_url,
     fit_for_upload,
     identify,
     load_source,
     prepare_input,
     render_placeholder,
 )
+from bot.images import prepare as prepare_module
 
 LIMITS = Limits()
 MIB = 1024 * 1024
@@ -256,12 +255,12 @@ async def test_aspect_ratio_over_4_to_1_is_refused() -> None:
 
 
 def test_prepared_cap_keeps_the_data_uri_under_10_mb() -> None:
-    assert len("data:image/jpeg;base64,") + math.ceil(images.MAX_PREPARED_BYTES / 3) * 4 < 10_000_000
+    assert len("data:image/jpeg;base64,") + math.ceil(MAX_PREPARED_BYTES / 3) * 4 < 10_000_000
 
 
 async def test_noisy_input_is_shrunk_under_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     # The real cap (7.4 MB) works the same way; a small one keeps the test fast.
-    monkeypatch.setattr(images, "MAX_PREPARED_BYTES", 400_000)
+    monkeypatch.setattr(prepare_module, "MAX_PREPARED_BYTES", 400_000)
     noisy = raw_png(600, 600, noise=True, alpha=True)  # 1.4 MB of pixels that will not compress
     prepared = await prepare_input(noisy, LIMITS)
     assert prepared.mime == "image/png" and from_uri(prepared.data_uri).mode == "RGBA"
@@ -316,182 +315,6 @@ async def test_fitting_converts_formats_discord_should_not_get() -> None:
 async def test_fitting_refuses_an_impossible_limit() -> None:
     with pytest.raises(InputImageError, match="could not be made smaller"):
         await fit_for_upload(encode(solid((300, 200)), "BMP"), 50)
-
-
-# --- fetch_url ----------------------------------------------------------------------------------
-
-
-def recording_client(
-    handler: Callable[[httpx.Request], httpx.Response],
-) -> tuple[httpx.AsyncClient, list[str]]:
-    seen: list[str] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
-        return handler(request)
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(record), trust_env=False), seen
-
-
-PNG_BYTES = encode(solid((64, 64)), "PNG")
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1/cat.png",
-        "http://10.0.0.1/cat.png",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[::1]/cat.png",
-        "http://[::ffff:127.0.0.1]/cat.png",
-        "http://0.0.0.0/cat.png",
-        "http://localhost/cat.png",
-        "http://2130706433/cat.png",  # 127.0.0.1 as one decimal number
-    ],
-)
-async def test_private_addresses_are_refused_before_any_request(url: str) -> None:
-    client, seen = recording_client(lambda r: httpx.Response(200, content=PNG_BYTES))
-    async with client:
-        with pytest.raises(InputImageError, match="private or local"):
-            await fetch_url(client, url, max_bytes=MIB)
-    assert seen == []
-
-
-@pytest.mark.parametrize("url", ["ftp://example.com/cat.png", "file:///etc/passwd", "gopher://x/"])
-async def test_only_http_and_https_are_accepted(url: str) -> None:
-    client, seen = recording_client(lambda r: httpx.Response(200, content=PNG_BYTES))
-    async with client:
-        with pytest.raises(InputImageError, match="Only http"):
-            await fetch_url(client, url, max_bytes=MIB)
-    assert seen == []
-
-
-async def test_credentials_never_appear_in_messages() -> None:
-    client, _ = recording_client(lambda r: httpx.Response(200, content=PNG_BYTES))
-    async with client:
-        with pytest.raises(InputImageError) as err:
-            await fetch_url(client, "http://admin:hunter2@10.0.0.1/x.png?token=s3cret", max_bytes=MIB)
-    assert "hunter2" not in err.value.user_message and "s3cret" not in err.value.user_message
-
-
-PUBLIC = "http://93.184.216.34"  # a public literal address: no DNS, and the mock answers for it
-
-
-@pytest.mark.parametrize(
-    "location", ["http://169.254.169.254/latest/meta-data/", "http://localhost:8080/", "http://[::1]/"]
-)
-async def test_redirect_to_a_private_address_is_refused(location: str) -> None:
-    client, seen = recording_client(lambda r: httpx.Response(302, headers={"Location": location}))
-    async with client:
-        with pytest.raises(InputImageError, match="private or local"):
-            await fetch_url(client, f"{PUBLIC}/cat.png", max_bytes=MIB)
-    assert seen == [f"{PUBLIC}/cat.png"]  # the first hop was fetched, the private one never
-
-
-async def test_redirects_are_followed_and_capped() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/final.png":
-            return httpx.Response(200, content=PNG_BYTES)
-        return httpx.Response(302, headers={"Location": "/final.png"})
-
-    client, seen = recording_client(handler)
-    async with client:
-        assert await fetch_url(client, f"{PUBLIC}/start", max_bytes=MIB) == PNG_BYTES
-    assert len(seen) == 2
-
-    loop_client, seen = recording_client(lambda r: httpx.Response(302, headers={"Location": "/again"}))
-    async with loop_client:
-        with pytest.raises(InputImageError, match="redirected more than 3"):
-            await fetch_url(loop_client, f"{PUBLIC}/again", max_bytes=MIB)
-    assert len(seen) == 4
-
-
-async def test_http_errors_are_reported_plainly() -> None:
-    client, _ = recording_client(lambda r: httpx.Response(404))
-    async with client:
-        with pytest.raises(InputImageError, match="answered HTTP 404"):
-            await fetch_url(client, f"{PUBLIC}/gone.png", max_bytes=MIB)
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[tuple[str, list[str]]]:
-    """A real HTTP server on 127.0.0.1: only reachable with allow_private=True."""
-    hits: list[str] = []
-
-    async def image(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        return web.Response(body=PNG_BYTES, content_type="image/png")
-
-    async def endless(request: web.Request) -> web.StreamResponse:
-        hits.append(request.path)
-        resp = web.StreamResponse()  # chunked: no Content-Length to refuse early on
-        await resp.prepare(request)
-        try:
-            for _ in range(256):
-                await resp.write(b"\0" * 4096)
-        except ConnectionError:
-            pass  # the client hung up once it had enough: that is the point
-        return resp
-
-    async def hop(request: web.Request) -> web.Response:
-        hits.append(request.path)
-        left = int(request.match_info["left"])
-        raise web.HTTPFound(f"/hop/{left - 1}" if left > 0 else "/cat.png")
-
-    app = web.Application()
-    app.router.add_get("/cat.png", image)
-    app.router.add_get("/endless", endless)
-    app.router.add_get("/hop/{left}", hop)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}", hits
-    finally:
-        await runner.cleanup()
-
-
-async def test_local_server_is_refused_without_allow_private(local_server: tuple[str, list[str]]) -> None:
-    base, hits = local_server
-    async with httpx.AsyncClient(trust_env=False) as http:
-        with pytest.raises(InputImageError, match="private or local"):
-            await fetch_url(http, f"{base}/cat.png", max_bytes=MIB)
-    assert hits == []
-
-
-async def test_local_server_with_allow_private(local_server: tuple[str, list[str]]) -> None:
-    base, hits = local_server
-    async with httpx.AsyncClient(trust_env=False) as http:
-        assert await fetch_url(http, f"{base}/cat.png", max_bytes=MIB, allow_private=True) == PNG_BYTES
-        # Content-Length over the cap: refused before the body is read.
-        with pytest.raises(InputImageError, match="larger than"):
-            await fetch_url(http, f"{base}/cat.png", max_bytes=len(PNG_BYTES) - 1, allow_private=True)
-        # No Content-Length: the stream is cut once it passes the cap.
-        with pytest.raises(InputImageError, match="larger than"):
-            await fetch_url(http, f"{base}/endless", max_bytes=64 * 1024, allow_private=True)
-        # Three redirects are fine, a fourth is not.
-        assert await fetch_url(http, f"{base}/hop/2", max_bytes=MIB, allow_private=True) == PNG_BYTES
-        with pytest.raises(InputImageError, match="redirected more than 3"):
-            await fetch_url(http, f"{base}/hop/3", max_bytes=MIB, allow_private=True)
-    assert hits.count("/cat.png") == 3
-
-
-# --- load_source --------------------------------------------------------------------------------
-
-
-async def test_load_source_reads_files_with_a_cap(tmp_path) -> None:
-    path = tmp_path / "in.png"
-    path.write_bytes(PNG_BYTES)
-    async with httpx.AsyncClient(trust_env=False) as http:
-        assert await load_source(str(path), http, LIMITS) == PNG_BYTES
-        with pytest.raises(InputImageError, match="larger than"):
-            await load_source(str(path), http, replace(LIMITS, max_input_bytes=10))
-        with pytest.raises(InputImageError, match="No such file"):
-            await load_source(str(tmp_path / "missing.png"), http, LIMITS)
-        with pytest.raises(InputImageError, match="Only http"):
-            await load_source("ftp://example.com/x.png", http, LIMITS)
 
 
 # --- render_placeholder -------------------------------------------------------------------------

@@ -25,7 +25,8 @@ MAX_T2I = "black-forest-labs/flux-kontext-max/text-to-image"
 def settings_for(tmp: Path, emulator: ProviderEmulator | None, db: str | None = None, **limits: float):
     config = tmp / "kontext.toml"
     text = "".join(f"[providers.{p}]\npoll_interval = 0.05\n" for p in ProviderEmulator.KEYS)
-    text += "[limits]\n" + "".join(f"{k} = {v}\n" for k, v in limits.items())
+    text += "[limits]\nallow_private_results = true\n"  # the emulator serves results on loopback
+    text += "".join(f"{k} = {v}\n" for k, v in limits.items())
     config.write_text(text)
     env = {"KONTEXT_DB": db or str(tmp / "k.db"), "KONTEXT_CONFIG": str(config)}
     if emulator is not None:

@@ -119,11 +119,16 @@ class Adapter(Protocol):
 
 class ProviderError(UserError):
     """A provider failed the job. ``retryable``: the same call may succeed if tried again soon.
-    ``failover``: another provider could serve it. Messages never carry keys or raw bodies."""
+    ``failover``: another provider could serve it. Messages never carry keys or raw bodies.
+
+    ``resend_safe``: for a submit, the answer proves that no task runs and nothing is charged (a
+    429, a 503 before processing, a connection never made, a task that ended as failed). Only such
+    a submit is ever sent again: these APIs take no idempotency key (see ``bot.providers.http``)."""
 
     code = "provider_error"
     retryable = False
     failover = False
+    resend_safe = False
 
     def __init__(
         self,
@@ -152,9 +157,12 @@ class OutOfBalance(ProviderError):
 
 
 class RateLimited(ProviderError):
+    """429: the account is busy or over its rate. Every provider here answers it before any work."""
+
     code = "rate_limited"
     retryable = True
     failover = True
+    resend_safe = True
 
 
 class ContentRefused(ProviderError):
@@ -183,6 +191,22 @@ class TaskFailed(ProviderError):
     """The provider accepted the task and then reported it failed (not a refusal)."""
 
     code = "task_failed"
+    failover = True
+
+
+class TaskCancelled(ProviderError):
+    """The provider reports the task cancelled or deleted. The bot never does either, so someone
+    with the account (or the provider) stopped this job on purpose: it is not sent elsewhere."""
+
+    code = "task_cancelled"
+
+
+class OutcomeUnknown(ProviderError):
+    """The submit was sent and no answer says what became of it (a read timeout, a dropped
+    connection, a 5xx that may come after processing began). The task may exist and be charged,
+    so it is never sent to the same provider again; another provider may serve the job."""
+
+    code = "outcome_unknown"
     failover = True
 
 

@@ -1,22 +1,36 @@
-"""The one place that talks HTTP to providers: timeouts, retries with backoff, polling, downloads.
+"""The one place that talks HTTP to providers' APIs: timeouts, retries with backoff, polling.
 
 Adapters only translate (see ``bot.providers.base``); this client sends what they build, hands the
 answers back to them, and turns transport failures into the same ``ProviderError`` family.
-The policy follows openai-python: named defaults, retry only what may succeed if tried again
-(429, 5xx, timeouts, dropped connections), jittered exponential backoff, Retry-After honoured.
+The policy follows openai-python: named defaults, retry only what may succeed if tried again,
+jittered exponential backoff, Retry-After honoured.
+
+A submit is sent again only when an answer says nothing was done (``ProviderError.resend_safe``;
+``bot.providers.submits``). The same for UModelverse, Vtrix and WaveSpeed:
+
+    429 rate limited / account busy            nothing was done     sent again (Retry-After)
+    503 unavailable (before processing)        nothing was done     sent again
+    connect refused, connect or pool timeout   nothing was sent     sent again
+    a task that ended failed for a passing     the task ended       sent again
+      reason (WaveSpeed 5000/5003/5004)
+    read or write timeout, dropped connection  unknown              OutcomeUnknown
+    500, 502, 504 without a task id, 408       unknown              OutcomeUnknown
+    WaveSpeed 504 or 200 sync timeout with id  the task is running  that task is polled
+
+OutcomeUnknown ends the route and may fail over: the member is charged once, at the route that
+delivered, and another provider's account is not the one that may hold the task. Polls are GETs:
+a poll that fails for a passing reason is asked again until the job's deadline.
+Result images are fetched by ``bot.providers.results`` under the same retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,26 +38,24 @@ import aiohttp
 import httpx
 
 from bot.config import Limits
-from bot.errors import InputImageError
-from bot.images import identify
+from bot.downloads import RESULT_READ_TIMEOUT, TooLarge, parse_retry_after, read_capped, safe_path
 from bot.providers.base import (
     Adapter,
     BadResponse,
     Finished,
     GenerationRequest,
     HttpCall,
-    OutputExpired,
     OutputImage,
     OutputRef,
     Pending,
     ProviderError,
     ProviderOutput,
     ProviderTimeout,
-    RateLimited,
     Unavailable,
-    label_of,
 )
 from bot.providers.parsing import scrub
+from bot.providers.results import ResultDownloader
+from bot.providers.submits import never_sent, outcome_unknown
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +64,6 @@ MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is cut to this (and never past the job's deadline)
 POLL_BACKOFF = 1.5  # polls slow down gently: a task that is not done soon is usually a long one
 MAX_POLL_INTERVAL = 10.0
-DOWNLOAD_TIMEOUT = 60.0  # seconds per read of a result link; the connect takes at most 10
 # JSON bodies are read into memory; a synchronous answer may carry up to four base64 images.
 _JSON_OVERHEAD = 4 * 4 // 3 + 1
 _THREAD_JSON_BYTES = 1 << 20  # parse larger JSON bodies off the event loop
@@ -80,7 +91,7 @@ class ProviderClient:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
-        download_timeout: float = DOWNLOAD_TIMEOUT,
+        download_timeout: float = RESULT_READ_TIMEOUT,
     ) -> None:
         self._http = http
         self._limits = limits
@@ -88,7 +99,14 @@ class ProviderClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._clock = clock
-        self._download_timeout = httpx.Timeout(download_timeout, connect=min(download_timeout, 10.0))
+        self._results = ResultDownloader(
+            http,
+            limits,
+            read_timeout=download_timeout,
+            retry_delay=self._retry_delay,
+            transport_error=self._transport_error,
+            sleep=sleep,
+        )
 
     def __repr__(self) -> str:
         return f"ProviderClient(max_retries={self._limits.max_retries})"
@@ -112,12 +130,9 @@ class ProviderClient:
                 finished = await self._submit_and_wait(adapter, req, deadline, started, on_task, on_progress)
                 break
             except ProviderError as exc:
-                # Submit failures, and tasks that failed for a passing reason (WaveSpeed 5xxx):
-                # resubmitting is the only way on.
-                if exc.retryable and self._clock() >= deadline:
-                    # A call cut short by the deadline: say so, rather than "did not answer".
-                    raise self._deadline_error(adapter, deadline, started) from None
-                delay = self._retry_delay(exc, attempt, deadline)
+                # Submits that did nothing, and tasks that ended failed for a passing reason
+                # (WaveSpeed 5xxx): sending the job again is the only way on, and pays once.
+                delay = self._retry_delay(exc, attempt, deadline) if exc.resend_safe else None
                 if delay is None:
                     raise
                 attempt += 1
@@ -150,17 +165,7 @@ class ProviderClient:
         self, refs: Sequence[OutputRef], *, provider: str, deadline: float | None = None
     ) -> tuple[OutputImage, ...]:
         """Fetch (or decode) every output at once and check each is a real image."""
-        if not refs:
-            raise BadResponse(f"{label_of(provider)} finished without any image.", provider=provider)
-        tasks = [asyncio.create_task(self._fetch_image(ref, provider, deadline)) for ref in refs]
-        try:
-            return tuple(await asyncio.gather(*tasks))
-        except BaseException:
-            # One bad output fails the job: stop the other downloads rather than orphan them.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await self._results.download(refs, provider=provider, deadline=deadline)
 
     # --- submit and poll ----------------------------------------------------------------------
 
@@ -173,13 +178,17 @@ class ProviderClient:
         on_task: OnTask | None,
         on_progress: OnProgress | None,
     ) -> Finished:
-        status, body, meta = await self._exchange(adapter, adapter.build_submit(req), deadline, started)
-        state = self._parse(adapter, adapter.parse_submit, status, body, meta)
+        call = adapter.build_submit(req)
+        try:
+            status, body, meta = await self._exchange(adapter, call, deadline, started)
+            state = self._parse(adapter, adapter.parse_submit, status, body, meta, submit=True)
+        except ProviderError as exc:
+            raise self._submit_error(adapter, exc, deadline, started) from None
         task_id = state.task_id
         if task_id and on_task is not None:
             # Recorded before any polling, so a restart can pick the task up again.
             await on_task(task_id)
-        if isinstance(state, Finished):
+        if isinstance(state, Finished) and (state.outputs or not task_id):
             return state
         if on_progress is not None:
             await on_progress(state.progress)
@@ -211,10 +220,11 @@ class ProviderClient:
                 status, body, meta = await self._exchange(adapter, call, deadline, started)
                 state = self._parse(adapter, adapter.parse_poll, status, body, meta)
             except ProviderError as exc:
-                # A 2xx answer that reports failure is the task's verdict: asking again won't change
-                # it. Anything else retryable (429, 5xx, a dropped connection) is the road, not the
-                # task: keep polling the same task until the deadline, never resubmit from here.
-                verdict = exc.status is not None and 200 <= exc.status < 300
+                # A task that ended failed is the task's verdict: asking again won't change it.
+                # Anything else retryable (429, 5xx, a dropped connection, even a 200 wrapping a
+                # gateway error) is the road, not the task: keep polling the same task until the
+                # deadline; the job is sent again only after a verdict that says it may be.
+                verdict = exc.status is not None and 200 <= exc.status < 300 and exc.resend_safe
                 if not exc.retryable or verdict:
                     raise
                 failures += 1
@@ -242,6 +252,8 @@ class ProviderClient:
         status: int,
         body: Any,
         meta: _Meta,
+        *,
+        submit: bool = False,
     ) -> Pending | Finished:
         try:
             state = parse(status, body)
@@ -256,7 +268,8 @@ class ProviderClient:
                 status,
                 meta,
             ) from None
-        if isinstance(state, Finished) and not state.outputs:
+        if isinstance(state, Finished) and not state.outputs and not (submit and state.task_id):
+            # A submit's answer reports the submission: with a task to ask, "done, no images" means poll.
             raise self._finish_error(
                 BadResponse(f"{_label(adapter)} finished without any image."), adapter.name, status, meta
             )
@@ -288,11 +301,11 @@ class ProviderClient:
             async with self._http.stream(
                 call.method, url, json=call.json, headers=headers, timeout=timeout
             ) as resp:
-                raw = await _read_capped(resp, cap)
+                raw = await read_capped(resp, cap)
                 status, resp_headers = resp.status_code, resp.headers
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, adapter.name, _label(adapter)) from None
-        except _TooLarge:
+        except TooLarge:
             raise BadResponse(
                 f"{_label(adapter)} sent an answer larger than the bot accepts.", provider=adapter.name
             ) from None
@@ -300,11 +313,11 @@ class ProviderClient:
             "%s %s %s -> %s in %.2f s",
             adapter.name,
             call.method,
-            _safe_path(url),
+            safe_path(url),
             status,
             time.monotonic() - begun,
         )
-        meta = _Meta(_retry_after(resp_headers.get("retry-after")), _request_id(resp_headers))
+        meta = _Meta(parse_retry_after(resp_headers.get("retry-after")), _request_id(resp_headers))
         ctype = resp_headers.get("content-type", "").lower()
         body = await _parse_json(raw) if "json" in ctype else _NOT_JSON
         if body is _NOT_JSON:
@@ -331,15 +344,34 @@ class ProviderClient:
         # it wraps says whether time really ran out or the connection broke.
         cause = exc.__cause__
         broke = isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
+        err: ProviderError
         if isinstance(exc, httpx.TimeoutException) and not broke:
-            return ProviderTimeout(f"{label} did not answer in time.", provider=provider)
-        if isinstance(exc, httpx.TimeoutException):
-            return Unavailable(f"The connection to {label} failed.", provider=provider)
-        if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)):
-            return Unavailable(f"The connection to {label} failed.", provider=provider)
-        err = Unavailable(f"{label} could not be reached ({kind}).", provider=provider)
-        err.retryable = False  # a bad URL or protocol will not fix itself
+            err = ProviderTimeout(f"{label} did not answer in time.", provider=provider)
+        elif isinstance(
+            exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+        ):
+            err = Unavailable(f"The connection to {label} failed.", provider=provider)
+        else:
+            err = Unavailable(f"{label} could not be reached ({kind}).", provider=provider)
+            err.retryable = False  # a bad URL or protocol will not fix itself
+        err.resend_safe = never_sent(exc)
         return err
+
+    def _submit_error(
+        self, adapter: Adapter, exc: ProviderError, deadline: float, started: float
+    ) -> ProviderError:
+        """A failed submit: as it is when the answer says nothing was done (or is final anyway);
+        OutcomeUnknown when the task may exist. Either way the job's deadline comes first."""
+        if exc.retryable and self._clock() >= deadline:
+            # A call cut short by the deadline: say so, rather than "did not answer".
+            return self._deadline_error(adapter, deadline, started)
+        if not exc.retryable or exc.resend_safe:
+            return exc
+        log.warning(
+            "%s: submit outcome unknown (%s, HTTP %s); not sent again", adapter.name, exc.code, exc.status
+        )
+        unknown = outcome_unknown(exc, _label(adapter), adapter.name)
+        return self._finish_error(unknown, adapter.name, exc.status, _Meta(None, exc.request_id))
 
     def _finish_error(
         self, exc: ProviderError, provider: str, status: int | None, meta: _Meta
@@ -396,76 +428,6 @@ class ProviderClient:
             provider=adapter.name,
         )
 
-    async def _fetch_image(self, ref: OutputRef, provider: str, deadline: float | None) -> OutputImage:
-        cap = self._limits.max_output_bytes
-        max_pixels = self._limits.max_input_pixels
-        if ref.b64:
-            return await asyncio.to_thread(_decode_and_identify, ref, provider, cap, max_pixels)
-        if not ref.url:
-            raise BadResponse(f"{label_of(provider)} returned an empty result.", provider=provider)
-        data = await self._fetch_url(ref.url, provider, deadline)
-        return await asyncio.to_thread(_identify, data, ref.nsfw, provider, max_pixels)
-
-    async def _fetch_url(self, url: str, provider: str, deadline: float | None) -> bytes:
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise BadResponse(
-                f"{label_of(provider)} returned a result link the bot cannot fetch.", provider=provider
-            )
-        attempt = 0
-        while True:
-            try:
-                return await self._stream(url, provider)
-            except ProviderError as exc:
-                delay = self._retry_delay(exc, attempt, deadline if deadline is not None else float("inf"))
-                if delay is None:
-                    raise
-                attempt += 1
-                log.warning(
-                    "%s: result download failed (%s); retry %d in %.1f s", provider, exc.code, attempt, delay
-                )
-                await self._sleep(delay)
-
-    async def _stream(self, url: str, provider: str) -> bytes:
-        cap = self._limits.max_output_bytes
-        try:
-            # No auth headers: result links are public, and the key must not travel to a CDN.
-            async with self._http.stream(
-                "GET", url, timeout=self._download_timeout, follow_redirects=True
-            ) as resp:
-                status = resp.status_code
-                if status in (403, 404, 410):
-                    raise OutputExpired(
-                        f"The result link from {label_of(provider)} has expired (HTTP {status}).",
-                        provider=provider,
-                        status=status,
-                    )
-                if status == 429:
-                    raise RateLimited(
-                        f"{label_of(provider)} is rate limiting result downloads.",
-                        provider=provider,
-                        status=status,
-                        retry_after=_retry_after(resp.headers.get("retry-after")),
-                    )
-                if status >= 500:
-                    raise Unavailable(
-                        f"{label_of(provider)} could not serve the result (HTTP {status}).",
-                        provider=provider,
-                        status=status,
-                    )
-                if not 200 <= status < 300:
-                    raise BadResponse(
-                        f"{label_of(provider)} answered HTTP {status} for the result.",
-                        provider=provider,
-                        status=status,
-                    )
-                data = await _read_capped(resp, cap)
-        except _TooLarge:
-            raise _too_large(provider, cap) from None
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, provider, provider) from None
-        log.debug("%s: downloaded %s (%d bytes)", provider, _safe_path(url), len(data))
-        return bytes(data)
-
 
 # --- helpers (pure, module-level functions; no state) -------------------------------------------
 
@@ -480,24 +442,7 @@ class _Meta:
         self.request_id = request_id
 
 
-class _TooLarge(Exception):
-    pass
-
-
 _NOT_JSON = object()
-_URLSAFE = str.maketrans("-_", "+/")
-
-
-async def _read_capped(resp: httpx.Response, cap: int) -> bytearray:
-    declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise _TooLarge
-    buf = bytearray()
-    async for chunk in resp.aiter_bytes():
-        buf += chunk
-        if len(buf) > cap:
-            raise _TooLarge
-    return buf
 
 
 async def _parse_json(raw: bytes | bytearray) -> Any:
@@ -507,24 +452,6 @@ async def _parse_json(raw: bytes | bytearray) -> Any:
         return json.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if seconds != seconds:  # NaN
-        return None
-    return max(seconds, 0.0)
 
 
 def _request_id(headers: httpx.Headers) -> str | None:
@@ -546,12 +473,6 @@ def _same_origin(url: str, base_url: str) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
-def _safe_path(url: str) -> str:
-    """Host and path only: result links often carry signed query strings."""
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
-
-
 def _label(adapter: Adapter) -> str:
     return getattr(adapter, "label", adapter.name)
 
@@ -562,46 +483,3 @@ def _slower(interval: float) -> float:
 
 def _with_task_id(state: Finished, task_id: str) -> Finished:
     return Finished(state.outputs, task_id=task_id, cost_usd=state.cost_usd, seed=state.seed)
-
-
-def _too_large(provider: str, cap: int) -> BadResponse:
-    return BadResponse(
-        f"The result from {label_of(provider)} is too large (over {cap // (1024 * 1024)} MB).",
-        provider=provider,
-    )
-
-
-def _decode_and_identify(ref: OutputRef, provider: str, cap: int, max_pixels: int) -> OutputImage:
-    """Runs in a worker thread: base64 of a large image is slow enough to stall the event loop."""
-    text = ref.b64 or ""
-    if text.startswith("data:"):
-        header, _, text = text.partition(",")
-        if ";base64" not in header:
-            raise BadResponse(
-                f"{label_of(provider)} returned a result that is not base64.", provider=provider
-            )
-    text = "".join(text.split())
-    if len(text) * 3 // 4 > cap:
-        raise _too_large(provider, cap)
-    # Some providers drop the padding or use the URL-safe alphabet; both decode to the same bytes.
-    text = text.translate(_URLSAFE) + "=" * (-len(text) % 4)
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadResponse(
-            f"{label_of(provider)} returned a result that is not valid base64.", provider=provider
-        ) from None
-    if not data:
-        raise BadResponse(f"{label_of(provider)} returned an empty result.", provider=provider)
-    return _identify(data, ref.nsfw, provider, max_pixels)
-
-
-def _identify(data: bytes, nsfw: bool, provider: str, max_pixels: int) -> OutputImage:
-    try:
-        info = identify(data, max_pixels=max_pixels)
-    except (InputImageError, OSError, ValueError, SyntaxError):
-        # Pillow signals some corrupt files with these instead; either way it is not an image.
-        raise BadResponse(
-            "The provider returned something that is not an image.", provider=provider
-        ) from None
-    return OutputImage(data=data, mime=info.mime, width=info.width, height=info.height, nsfw=nsfw)

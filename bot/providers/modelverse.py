@@ -1,6 +1,10 @@
 """UModelverse: an OpenAI-compatible images API that answers synchronously (seeds 000-002).
 
-One POST returns the finished images, so there is never a task to poll or resume.
+One POST returns the finished images, so there is never a task to poll or resume. The seeds list
+``error`` among the fields of every answer: one whose code and message are both empty, beside
+``data``, reports nothing. The generation happens inside the request, so a 500 ``internal_error``,
+a 502, a 504 or a 408 may come after the work began (the client never sends that submit again);
+only a 429 and a 503 say nothing was done. A 500 ``model_server_error`` says the model failed.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class ModelverseAdapter(BearerKeyAdapter):
         return HttpCall("POST", "/v1/images/generations", json=body)
 
     def parse_submit(self, status: int, body: Any) -> Pending | Finished:
-        if not 200 <= status < 300 or (isinstance(body, dict) and body.get("error")):
+        if not 200 <= status < 300 or _reports_error(body):
             raise self.map_error(status, body, None)
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
@@ -117,8 +121,20 @@ class ModelverseAdapter(BearerKeyAdapter):
             return ProviderTimeout(f"UModelverse timed out (HTTP {status}).", **kw)
         if status == 429 or "rate_limit" in code_text:
             return RateLimited("UModelverse is rate limiting requests.", **kw)
+        if code_text == "model_server_error":
+            return TaskFailed(f"UModelverse could not generate the image{suffix}", **kw)
         if status >= 500:
-            return Unavailable(f"UModelverse is unavailable (HTTP {status}).", **kw)
+            err = Unavailable(f"UModelverse is unavailable (HTTP {status}).", **kw)
+            err.resend_safe = status == 503  # refused before the model ran
+            return err
         if 400 <= status < 500 or code_text in ("param_error", "model_error"):
             return InvalidRequest(f"UModelverse rejected the request{suffix}", **kw)
         return BadResponse(f"UModelverse reported an error{suffix}", **kw)
+
+
+def _reports_error(body: Any) -> bool:
+    """An ``error`` that says something: a string, or an object with a code or a message."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return any(err.get(key) not in (None, "") for key in ("code", "message"))
+    return bool(err)

@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from bot.config import ProviderSettings
 from bot.providers.base import BadResponse, OutputRef
+from bot.redact import scrub
 
 MAX_TEXT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -22,14 +23,6 @@ _MODERATION = re.compile(
     r"violat|censor|not allowed content",
     re.IGNORECASE,
 )
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret in ``text``; secrets shorter than 4 chars would match too much."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def safe_text(value: Any, secrets: Iterable[str] = (), limit: int = MAX_TEXT) -> str:
@@ -52,15 +45,17 @@ def require_dict(provider: str, value: Any, what: str) -> dict[str, Any]:
 
 
 def error_parts(body: Any) -> tuple[Any, str]:
-    """(code, message) from the shapes providers use: {"error": {code, message}}, {"error": "text"},
-    {"code", "message"}, or a bare string body. Missing parts come back as None / ""."""
+    """(code, message) from the shapes providers use: {"error": {code, message}},
+    {"error": {code, error_message}} (Vtrix's client), {"error": "text"}, {"code", "message"}, or a
+    bare string body. Missing parts come back as None / ""."""
     if isinstance(body, str):
         return None, body
     if not isinstance(body, Mapping):
         return None, ""
     err = body.get("error")
     if isinstance(err, Mapping):
-        return err.get("code") or err.get("type"), str(err.get("message") or "")
+        message = err.get("error_message") or err.get("message") or ""
+        return err.get("code") or err.get("type"), str(message)
     if isinstance(err, str) and err:
         return body.get("code"), err
     return body.get("code"), str(body.get("message") or body.get("msg") or "")

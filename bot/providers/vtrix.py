@@ -1,8 +1,13 @@
-"""Vtrix: create a generation task, then poll it (seed 003).
+"""Vtrix: create a generation task, then poll it (seed 003, and Vtrix's own client, vtrix-cli).
 
-Sources disagree on status names (``in_progress`` vs ``pending``/``processing``) and on the error's
-type (``{"code", "message"}`` vs a plain string), so anything but completed/failed means "running"
-and both error shapes are read. A fast task may already be ``completed`` in the create answer.
+Sources disagree on status names (``in_progress`` vs ``pending``/``processing``), so anything but
+completed/failed means "running". A failed task's ``error`` is a plain string, ``{"code",
+"message"}`` (the seed) or ``{"code": <int>, "error_message"}`` (the client): all three are read,
+and a moderation refusal in any of them is a ContentRefused, never failed over.
+
+The create answer's status is the submission's, not the generation's (the client always polls):
+``completed`` with its output is taken as it is, ``completed`` without any output means "poll".
+A create answer without an id but with an ``error`` says why no task was made.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ _PARAMS = {
     "negative_prompt": "negative_prompt",
 }
 _IMAGE_FIELDS = ("input_image", "input_image_2", "input_image_3", "input_image_4")
+_REFUSED = "Vtrix's moderation refused this prompt or image. Try different wording or another image."
 
 
 class VtrixAdapter(BearerKeyAdapter):
@@ -68,7 +74,10 @@ class VtrixAdapter(BearerKeyAdapter):
         )
 
     def parse_submit(self, status: int, body: Any) -> Pending | Finished:
-        return self._parse_task(status, body)
+        state = self._parse_task(status, body, creating=True)
+        if isinstance(state, Finished) and not state.outputs:
+            return Pending(state.task_id or "", status="completed")  # the task's own answer is the poll's
+        return state
 
     def build_poll(self, task_id: str) -> HttpCall:
         return HttpCall("GET", f"/model/v1/generation/task/{task_id}")
@@ -76,7 +85,7 @@ class VtrixAdapter(BearerKeyAdapter):
     def parse_poll(self, status: int, body: Any) -> Pending | Finished:
         return self._parse_task(status, body)
 
-    def _parse_task(self, status: int, body: Any) -> Pending | Finished:
+    def _parse_task(self, status: int, body: Any, *, creating: bool = False) -> Pending | Finished:
         if not 200 <= status < 300:
             raise self.map_error(status, body, None)
         task = require_dict(NAME, body, "answer")
@@ -88,6 +97,8 @@ class VtrixAdapter(BearerKeyAdapter):
             raise self.map_error(task["code"], task, None)
         task_id = task.get("id")
         if not isinstance(task_id, (str, int)) or isinstance(task_id, bool) or task_id == "":
+            if task.get("error"):
+                raise self._no_task_error(task, creating)
             raise BadResponse("Vtrix sent a task without an id.", provider=NAME, status=status)
         task_id = str(task_id)
         state = str(task.get("status") or "").lower()
@@ -109,11 +120,17 @@ class VtrixAdapter(BearerKeyAdapter):
         detail = safe_text(message, [self._api_key])
         kw: dict[str, Any] = {"provider": NAME, "request_id": task_id}
         if looks_like_moderation(str(code or ""), message):
-            return ContentRefused(
-                "Vtrix's moderation refused this prompt or image. Try different wording or another image.",
-                **kw,
-            )
+            return ContentRefused(_REFUSED, **kw)
         return TaskFailed(f"The Vtrix task failed{': ' + detail if detail else '.'}", **kw)
+
+    def _no_task_error(self, body: dict[str, Any], creating: bool) -> ProviderError:
+        """An answer without a task but with an ``error``: what the client prints as the reason."""
+        code, message = error_parts(body)
+        detail = safe_text(message, [self._api_key])
+        if looks_like_moderation(str(code or ""), message):
+            return ContentRefused(_REFUSED, provider=NAME)
+        what = "did not create the task" if creating else "answered without the task"
+        return TaskFailed(f"Vtrix {what}{': ' + detail if detail else '.'}", provider=NAME)
 
     def map_error(self, status: int, body: Any, retry_after: float | None) -> ProviderError:
         code, message = error_parts(body)
@@ -137,9 +154,11 @@ class VtrixAdapter(BearerKeyAdapter):
         if status == 429:
             return RateLimited("Vtrix is rate limiting requests.", **kw)
         if status >= 500:
-            return Unavailable(f"Vtrix is unavailable (HTTP {status}).", **kw)
+            err = Unavailable(f"Vtrix is unavailable (HTTP {status}).", **kw)
+            err.resend_safe = status == 503  # refused before any task was made
+            return err
         if looks_like_moderation(str(code or ""), message):
-            return ContentRefused("Vtrix's moderation refused this prompt or image.", **kw)
+            return ContentRefused(_REFUSED, **kw)
         return InvalidRequest(f"Vtrix rejected the request{suffix}", **kw)
 
 

@@ -1,8 +1,23 @@
-"""WaveSpeedAI: submit a prediction, then poll its result (seed 004).
+"""WaveSpeedAI: submit a prediction, then poll its result (seed 004, and WaveSpeed's own SDKs).
 
-Every answer is wrapped as ``{"code", "message", "data": {...}}``. In sync mode the submit blocks
-until the output exists, but may end in HTTP 504 while the task goes on: when that 504 still names
-the prediction id, the job carries on by polling it instead of resubmitting (and paying twice).
+Every answer is wrapped as ``{"code", "message", "data": {...}}``. A prediction is ``created`` or
+``processing`` until it ends in one of five states, each ending the task at once:
+
+    completed   the outputs
+    failed      by data.code: 1200 (or moderation words) ContentRefused, not failed over;
+                1400/1401 InvalidRequest, not failed over; 5000/5003/5004 a passing fault: the task
+                ended, so sending the job again is safe (retried, then failed over); anything else
+                TaskFailed, failed over
+    timeout     the provider's own time limit: TaskFailed, failed over (another provider may be
+                quicker; the task ended, and nothing came of it)
+    cancelled   TaskCancelled, not failed over, and never a content refusal: the bot never cancels
+    deleted     or deletes a task, so someone with the account stopped this job on purpose, and
+                sending it to another account would undo that decision
+
+Sync mode (``enable_sync_mode``) blocks until the output exists, but may give up first while the
+task goes on: as HTTP 504 naming the prediction, or as HTTP 200 with ``data.code`` 5004 (or
+``processing`` and "Sync mode timed out"). Either way the job polls that same prediction; a 504
+without an id is an unknown outcome (never a second submit). 429 and 503 say nothing was started.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ from bot.providers.base import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    TaskCancelled,
     TaskFailed,
     Unavailable,
 )
@@ -42,7 +58,8 @@ from bot.providers.parsing import (
 NAME = "wavespeed"
 _PARAMS = {"guidance": "guidance_scale", "aspect_ratio": "aspect_ratio"}
 _LEADING_CODE = re.compile(r"^\s*\[?(\d{4})\b")
-_TERMINAL = ("completed", "failed")
+_CANCELLED = ("cancelled", "canceled", "deleted")
+_SYNC_TIMEOUT = "sync mode timed out"
 
 
 class WaveSpeedAdapter(BearerKeyAdapter):
@@ -99,12 +116,11 @@ class WaveSpeedAdapter(BearerKeyAdapter):
         return HttpCall("POST", f"/api/v3/{model}", json=body)
 
     def parse_submit(self, status: int, body: Any) -> Pending | Finished:
-        if status == 504:
-            # Sync mode gave up waiting but the task may live on: poll it if the answer names it.
-            data = body.get("data") if isinstance(body, dict) else None
-            task_id = data.get("id") if isinstance(data, dict) else None
-            if isinstance(task_id, str) and task_id:
-                return Pending(task_id, status="processing")
+        # Sync mode gave up waiting but the task lives on: poll it when the answer names it.
+        data = body.get("data") if isinstance(body, dict) else None
+        task_id = data.get("id") if isinstance(data, dict) else None
+        if isinstance(task_id, str) and task_id and (status == 504 or _sync_timed_out(status, data)):
+            return Pending(task_id, status="processing")
         return self._parse(status, body)
 
     def build_poll(self, task_id: str) -> HttpCall:
@@ -130,7 +146,18 @@ class WaveSpeedAdapter(BearerKeyAdapter):
         state = str(prediction.get("status") or "").lower()
         if state == "failed":
             raise self._task_error(prediction, task_id)
-        if state not in _TERMINAL:
+        if state in _CANCELLED:
+            raise TaskCancelled(
+                f"The WaveSpeedAI task was {'deleted' if state == 'deleted' else 'cancelled'} at the "
+                "provider (not by the bot).",
+                provider=NAME,
+                request_id=task_id,
+            )
+        if state == "timeout":
+            raise TaskFailed(
+                "The WaveSpeedAI task ran out of time at the provider.", provider=NAME, request_id=task_id
+            )
+        if state != "completed":
             return Pending(task_id, progress_fraction(prediction.get("progress")), state or "running")
         outputs = prediction.get("outputs")
         flags = prediction.get("has_nsfw_contents")
@@ -152,7 +179,10 @@ class WaveSpeedAdapter(BearerKeyAdapter):
         error = prediction.get("error")
         code, message = error_parts({"error": error}) if error else (None, "")
         code = _task_code(prediction.get("code") if code is None else code, message)
-        return self._code_error(code, message, {"provider": NAME, "request_id": task_id}, task=True)
+        err = self._code_error(code, message, {"provider": NAME, "request_id": task_id}, task=True)
+        # The task has ended: a passing fault (5xxx) may be sent again without paying twice.
+        err.resend_safe = err.retryable
+        return err
 
     def _code_error(self, code: int | None, message: str, kw: dict[str, Any], *, task: bool) -> ProviderError:
         detail = safe_text(message, [self._api_key])
@@ -195,7 +225,9 @@ class WaveSpeedAdapter(BearerKeyAdapter):
         if effective == 408:
             return ProviderTimeout("WaveSpeedAI timed out (HTTP 408).", **kw)
         if effective >= 500:
-            return Unavailable(f"WaveSpeedAI is unavailable (HTTP {effective}).", **kw)
+            err = Unavailable(f"WaveSpeedAI is unavailable (HTTP {effective}).", **kw)
+            err.resend_safe = status == 503  # refused before any task was made
+            return err
         if effective == 404:
             return TaskFailed("WaveSpeedAI no longer knows this prediction.", **kw)
         return self._code_error(_task_code(code, message), message, kw, task=False)
@@ -208,3 +240,14 @@ def _task_code(code: Any, message: str) -> int | None:
         return number
     match = _LEADING_CODE.match(message or "")
     return int(match.group(1)) if match else None
+
+
+def _sync_timed_out(status: int, data: dict[str, Any]) -> bool:
+    """The SDKs' test for a sync-mode wait that ended before the task did (HTTP 200)."""
+    if not 200 <= status < 300:
+        return False
+    error = data.get("error")
+    text = error if isinstance(error, str) else ""
+    return optional_int(data.get("code")) == 5004 or (
+        str(data.get("status") or "").lower() == "processing" and _SYNC_TIMEOUT in text.lower()
+    )

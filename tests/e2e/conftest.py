@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import discord
@@ -58,6 +58,8 @@ async def run_stack(
     if emulator is not None:
         base.update(emulator.env())
     settings = load_settings({**base, **env})
+    # The emulator serves results on loopback, which the bot refuses unless told otherwise.
+    settings = replace(settings, limits=replace(settings.limits, allow_private_results=True))
     try:
         async with open_services(settings) as svc:
             bot = KontextBot(svc, guild_ready_timeout=0.05)

@@ -124,6 +124,21 @@ async def test_budget_refuses_a_bad_amount_in_the_options_words(make_stack):
     assert await audit(stack) == []
 
 
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        ("budget", {"usd": "1e15"}),
+        ("cap", {"usd": "5000000"}),
+        ("team", {"role": ART_ROLE, "name": "a", "usd": "2e6"}),
+    ],
+)
+async def test_amounts_past_the_upper_bound_are_refused_in_the_options_words(make_stack, path, options):
+    stack = await make_stack()
+    text = shown(await admin(stack, path, options))
+    assert "usd must be at most $1,000,000 per period" in text and "--usd" not in text
+    assert await audit(stack) == []
+
+
 async def test_team_charges_the_teams_budget(make_stack, emulator):
     stack = await make_stack(emulator)
     rec = await admin(stack, "team", {"role": ART_ROLE, "name": "artists", "usd": "5"})

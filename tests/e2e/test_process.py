@@ -152,7 +152,8 @@ async def recorded_job(env: dict[str, str], job_id: str) -> Any:
 
 async def test_sync_run_edit_reroll_then_restart_and_the_old_buttons_still_work(tmp_path):
     config = tmp_path / "kontext.toml"
-    config.write_text("[providers.wavespeed]\npoll_interval = 0.05\n")
+    # The emulator serves results on loopback, which the bot refuses unless told otherwise.
+    config.write_text("[limits]\nallow_private_results = true\n[providers.wavespeed]\npoll_interval = 0.05\n")
     async with (
         server("tests.fake_discord", "FAKE_DISCORD_URL", tmp_path / "fake.log") as fake_url,
         server("tests.emulator", "EMULATOR_URL", tmp_path / "emulator.log") as emu_url,

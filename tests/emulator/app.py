@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.emulator.accounts import Account, Accounts
 from tests.emulator.base import BAD_JSON, JSON_KEY, PROVIDERS, Api, Generation, RecordedRequest
 from tests.emulator.control import control_routes
 from tests.emulator.faults import FaultBook
@@ -43,7 +44,7 @@ class ProviderEmulator:
         output_size: tuple[int, int] = (64, 64),
         keys: dict[str, str] | None = None,
         b64_prefix: bool | Literal["alternate"] = "alternate",
-        vtrix_error_style: Literal["alternate", "object", "string"] = "alternate",
+        vtrix_error_style: Literal["alternate", "object", "string", "error_message"] = "alternate",
         output_noise: bool = False,
         strict_input_limits: bool = False,
     ) -> None:
@@ -66,6 +67,8 @@ class ProviderEmulator:
         self.generations: list[Generation] = []
         self.peak_in_flight: dict[str, int] = dict.fromkeys((*PROVIDERS, "files"), 0)
         self.faults = FaultBook()
+        self.accounts = Accounts()
+        self.cut_short = 0  # waits (latency, hang, never_finish) that stop() ended early
         self.tasks: dict[str, Task] = {}
         self.outputs = Outputs(self)
         self._apis: tuple[Api, ...] = (Modelverse(self), Vtrix(self), WaveSpeed(self), self.outputs)
@@ -129,10 +132,29 @@ class ProviderEmulator:
         self.faults.clear()
 
     def reset(self) -> None:
-        """Faults, records and generations cleared (tasks and files stay fetchable)."""
+        """Faults, records, generations and account counters cleared (tasks and files stay
+        fetchable; account knobs stay set)."""
         self.clear_faults()
         self.requests.clear()
         self.generations.clear()
+        self.accounts.reset_counters()
+
+    # -- accounts
+
+    def account(self, provider: str, **knobs: Any) -> Account:
+        """Set a provider account's ``concurrency`` (tasks open at once; None = unlimited),
+        ``latency`` (task duration in seconds; None = the emulator's ``latency``) and
+        ``retry_after`` (Retry-After on its busy answers; None = none). Returns the Account,
+        whose ``busy``, ``peak_open`` and ``submits`` count what happened since the last reset."""
+        return self.accounts.configure(provider, **knobs)
+
+    def open_tasks(self, provider: str) -> int:
+        """This provider's tasks open right now (what its account limit counts)."""
+        return self.accounts[provider].open_now(self.latency)
+
+    def latency_of(self, provider: str) -> float:
+        """How long one of this provider's tasks takes."""
+        return self.accounts[provider].duration(self.latency)
 
     # -- what the APIs share
 
@@ -141,6 +163,7 @@ class ProviderEmulator:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), seconds)
+                self.cut_short += 1
         return self._closing.is_set()
 
     def seed(self, requested: int | None) -> int:
@@ -156,6 +179,10 @@ class ProviderEmulator:
     @staticmethod
     def iso_now() -> str:
         return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @staticmethod
+    def unix_now() -> int:
+        return int(time.time())
 
     # -- recording
 

@@ -54,6 +54,7 @@ class Api:
     rate_limit_code: ClassVar[Any] = 429
     auth_code: ClassVar[Any] = 401
     balance: ClassVar[tuple[int, Any]] = (403, 403)
+    busy_message: ClassVar[str] = "Too many tasks at once for this account"
 
     def __init__(self, emu: ProviderEmulator) -> None:
         self.emu = emu
@@ -96,3 +97,16 @@ class Api:
     async def sleep(self, seconds: float) -> bool:
         """Sleep, cut short by stop(). True when the emulator is stopping (answer nothing then)."""
         return await self.emu.pause(seconds)
+
+    def admit(self, rid: str = "") -> web.Response | None:
+        """None when the account has room for one more task, else its busy answer (counted)."""
+        emu = self.emu
+        if emu.accounts.admit(self.provider, emu.latency_of(self.provider)):
+            return None
+        retry_after = emu.accounts[self.provider].retry_after
+        headers = None if retry_after is None else {"Retry-After": seconds_text(retry_after)}
+        return self.error(429, self.rate_limit_code, self.busy_message, rid, headers)
+
+
+def seconds_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

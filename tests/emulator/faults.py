@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from tests.emulator.base import PROVIDERS
+from tests.emulator.base import PROVIDERS, seconds_text
 
 if TYPE_CHECKING:
     from tests.emulator.base import Api
@@ -29,7 +29,11 @@ _OUTCOME_PROVIDERS = MappingProxyType(
         "task_failed": _ALL,
         "never_finish": _ALL,
         "completed_on_create": frozenset({"vtrix"}),
+        "no_task": frozenset({"vtrix"}),
         "sync_504": frozenset({"wavespeed"}),
+        "sync_timeout": frozenset({"wavespeed"}),
+        "end_state": frozenset({"wavespeed"}),
+        "empty_error": frozenset({"modelverse"}),
         "nsfw": frozenset({"wavespeed"}),
         "b64_output": frozenset({"modelverse"}),
         "invalid_base64": frozenset({"modelverse"}),
@@ -50,8 +54,12 @@ _OPTIONS = MappingProxyType(
         "content_refused": frozenset({"message", "wrapped"}),
         "task_failed": frozenset({"code", "message", "wrapped"}),
         "never_finish": frozenset({"seconds"}),
-        "completed_on_create": frozenset(),
+        "completed_on_create": frozenset({"output"}),
+        "no_task": frozenset({"message"}),
         "sync_504": frozenset(),
+        "sync_timeout": frozenset({"variant"}),
+        "end_state": frozenset({"status", "message"}),
+        "empty_error": frozenset(),
         "nsfw": frozenset(),
         "b64_output": frozenset({"prefix"}),
         "invalid_base64": frozenset(),
@@ -104,6 +112,10 @@ class FaultBook:
             raise ValueError("modelverse has no polls")
         if kind == "server_error" and options.get("status", 500) not in (408, 500, 502, 503, 504):
             raise ValueError("server_error status must be one of 408, 500, 502, 503, 504")
+        if kind == "end_state" and options.get("status") not in ("cancelled", "timeout", "deleted"):
+            raise ValueError("end_state status must be 'cancelled', 'timeout' or 'deleted'")
+        if kind == "sync_timeout" and options.get("variant", "code") not in ("code", "text"):
+            raise ValueError("sync_timeout variant must be 'code' or 'text'")
         if not isinstance(times, int) or times == 0 or times < -1:
             raise ValueError("times must be a positive count or -1 (forever)")
         self._faults.append(Fault(provider, kind, times, dict(options)))
@@ -161,7 +173,3 @@ async def gateway_answer(
         return api.error(status, code, "Insufficient account balance", rid)
     status = int(opts.get("status", 500))
     return api.error(status, api.server_code(status, opts), f"Upstream error ({status})", rid)
-
-
-def seconds_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -8,7 +8,9 @@ Errors: ``{"error": {"message", "type", "param": <request id>, "code"}}``; type 
 "invalid_request_error" on 400 and "" otherwise (as in the seed's example). 400 param_error |
 model_error (unknown model) | sensitive_check_error, 401 auth_error, 402 insufficient_balance,
 408 timeout, 429 rate_limit_error, 500 internal_error | model_server_error, 502/503 internal_error,
-504 gateway_timeout_error.
+504 gateway_timeout_error. A busy account (``ProviderEmulator.account``) answers 429
+rate_limit_error. The fault empty_error adds ``"error": {"code": "", "message": "", ...}`` beside
+``data`` in a successful answer: the seeds list ``error`` among every answer's fields.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Modelverse(Api):
     rate_limit_code = "rate_limit_error"
     auth_code = "auth_error"
     balance = (402, "insufficient_balance")
+    busy_message = "Too many concurrent requests for this account"
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/images/generations", self._generate)]
@@ -98,6 +101,16 @@ class Modelverse(Api):
             await self._validate(body)
         except Reject as exc:
             return self.error(400, exc.code or "param_error", exc.message, rid)
+        busy = self.admit(rid)
+        if busy is not None:
+            return busy
+        self.emu.accounts.request_started(self.provider, self.emu.latency_of(self.provider))
+        try:
+            return await self._answer(request, body, rid)
+        finally:
+            self.emu.accounts.request_ended(self.provider)
+
+    async def _answer(self, request: web.Request, body: dict[str, Any], rid: str) -> web.StreamResponse:
         emu = self.emu
         fault = emu.faults.take(self.provider, OUTCOME)
         kind, opts = (fault.kind, fault.options) if fault else (None, {})
@@ -110,7 +123,7 @@ class Modelverse(Api):
             if await self.sleep(float(opts.get("seconds", 3600))):
                 return self.abort(request)
             return self.error(504, "gateway_timeout_error", "Gateway timeout", rid)
-        if await self.sleep(emu.latency):
+        if await self.sleep(emu.latency_of(self.provider)):
             return self.abort(request)
 
         seed = emu.seed(body.get("seed"))
@@ -131,9 +144,14 @@ class Modelverse(Api):
                 items.append({"url": emu.outputs.new_file(self.provider, "png", color)})
         outputs = [next(iter(item.values())) for item in items]
         emu.generations.append(Generation(self.provider, body["model"], seed, None, outputs))
-        return web.json_response(
-            {"created": int(time.time()), "data": items, "usage": {"input_tokens_details": {}}}
-        )
+        answer: dict[str, Any] = {
+            "created": int(time.time()),
+            "data": items,
+            "usage": {"input_tokens_details": {}},
+        }
+        if kind == "empty_error":
+            answer["error"] = {"message": "", "type": "", "param": rid, "code": ""}
+        return web.json_response(answer)
 
     async def _validate(self, body: dict[str, Any]) -> None:
         model = body.get("model")

@@ -13,7 +13,18 @@ from typing import Any, Literal
 
 from tests.emulator.faults import Fault
 
-State = Literal["running", "completed", "failed"]
+State = Literal["running", "completed", "failed", "cancelled", "timeout", "deleted"]
+Fate = Literal["ok", "refused", "failed", "never", "cancelled", "timeout", "deleted"]
+END_STATES = ("cancelled", "timeout", "deleted")  # WaveSpeed's other ways for a task to end
+_SHOWN: dict[str, State] = {
+    "ok": "completed",
+    "refused": "failed",
+    "failed": "failed",
+    "never": "running",
+    "cancelled": "cancelled",
+    "timeout": "timeout",
+    "deleted": "deleted",
+}
 
 
 @dataclass
@@ -24,10 +35,10 @@ class Task:
     created: float  # monotonic
     created_at: Any  # as the provider shows it
     outputs: list[str]
-    fate: Literal["ok", "refused", "failed", "never"] = "ok"
+    fate: Fate = "ok"
     error_code: Any = None
     error_message: str = ""
-    error_as_text: bool = False
+    error_style: str = "object"  # vtrix: "object" | "string" | "error_message"
     vocab: int = 0  # vtrix: 0 = pending/processing, 1 = in_progress
     cost: str = ""
     nsfw: bool = False
@@ -49,6 +60,9 @@ def apply_fate(task: Task, fault: Fault | None, refused: tuple[Any, str], failed
         task.error_message = opts.get("message", failed[1])
     elif fault.kind == "never_finish":
         task.fate = "never"
+    elif fault.kind == "end_state":
+        task.fate = opts["status"]
+        task.error_message = opts.get("message", "")
 
 
 def state_of(task: Task, latency: float, polls_until_done: int) -> State:
@@ -59,4 +73,4 @@ def state_of(task: Task, latency: float, polls_until_done: int) -> State:
             task.finished = time.monotonic()
     if task.finished is None:
         return "running"
-    return "completed" if task.fate == "ok" else "failed"
+    return _SHOWN[task.fate]

@@ -1,11 +1,15 @@
 """Vtrix: ``POST /model/v1/generation`` creates a task, ``GET /model/v1/generation/task/{id}`` polls it
-(seed 003 and /work/shared/reference/providers.md).
+(seed 003, /work/shared/reference/providers.md, and Vtrix's own client, VtrixAI/vtrix-cli).
 
-Tasks alternate between two status vocabularies (``pending`` then ``processing``, or
-``in_progress``). A failed task's ``error`` is an object ``{"code", "message"}`` or a plain string
-(the ``vtrix_error_style`` knob). HTTP errors: ``{"error": {"code": str, "message": str}}``:
-400 invalid_parameter, 401 unauthorized, 403 insufficient_balance, 404 task_not_found,
-429 rate_limit_exceeded, 5xx server_error.
+A task is ``{"id", "status", "model", "created_at": <unix seconds, an integer>, "progress",
+"output" | "error", "usage", "metadata"}``. Tasks alternate between two status vocabularies
+(``pending`` then ``processing``, or ``in_progress``). A failed task's ``error`` takes the three
+shapes the sources give (the ``vtrix_error_style`` knob): ``{"code": str, "message"}`` (the seed),
+a plain string, or ``{"code": <int>, "error_message"}`` (the client; the numbers are illustrative).
+
+HTTP errors are ``{"code": str, "message": str}`` (the client prints ``message``): 400
+invalid_parameter, 401 unauthorized, 403 insufficient_balance, 404 task_not_found,
+429 rate_limit_exceeded (also a busy account), 5xx server_error.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ _PARAMS = frozenset(
 ) | {"safety_tolerance", *_IMAGES}
 _REFUSED = ("content_moderated", "Request rejected by content moderation (safety_tolerance)")
 _FAILED = ("generation_failed", "Image generation failed: worker error")
+_INT_CODES = {"refused": 400, "failed": 500}  # the client's {"code": <int>, "error_message"} shape
+_STYLES = ("object", "string", "error_message")
 
 
 class Vtrix(Api):
@@ -40,6 +46,7 @@ class Vtrix(Api):
     rate_limit_code = "rate_limit_exceeded"
     auth_code = "unauthorized"
     balance = (403, "insufficient_balance")
+    busy_message = "Too many concurrent tasks for this account"
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -55,9 +62,7 @@ class Vtrix(Api):
         rid: str = "",
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        return web.json_response(
-            {"error": {"code": code, "message": message}}, status=status, headers=headers
-        )
+        return web.json_response({"code": code, "message": message}, status=status, headers=headers)
 
     def server_code(self, status: int, options: dict[str, Any]) -> Any:
         return "server_error"
@@ -73,8 +78,14 @@ class Vtrix(Api):
             model, params = await self._validate(body)
         except Reject as exc:
             return self.error(400, "invalid_parameter", exc.message)
+        busy = self.admit()
+        if busy is not None:
+            return busy
         emu = self.emu
         fault = emu.faults.take(self.provider, OUTCOME)
+        if fault is not None and fault.kind == "no_task":
+            # No task made; the client then prints this error as the reason (HTTP 200).
+            return web.json_response({"error": fault.options.get("message", "Insufficient balance")})
         seed = emu.seed(params.get("seed"))
         fmt: Literal["png", "jpeg"] = "png" if params.get("output_format") == "png" else "jpeg"
         url = emu.outputs.new_file(self.provider, fmt, seed % len(PALETTE))
@@ -83,7 +94,7 @@ class Vtrix(Api):
             f"task_{uuid.uuid4().hex[:24]}",
             model,
             time.monotonic(),
-            emu.iso_now(),
+            emu.unix_now(),
             [url],
             vocab=emu.next("vtrix_vocab") % 2,
             cost=MODELS[model][0],
@@ -91,13 +102,17 @@ class Vtrix(Api):
         apply_fate(task, fault, _REFUSED, _FAILED)
         if task.fate in ("refused", "failed"):
             style = emu.vtrix_error_style
-            task.error_as_text = style == "string" or (
-                style == "alternate" and emu.next("vtrix_error") % 2 == 1
+            task.error_style = (
+                style if style != "alternate" else _STYLES[emu.next("vtrix_error") % len(_STYLES)]
             )
-        if fault is not None and fault.kind == "completed_on_create":
-            task.done = True
         emu.tasks[task.id] = task
+        emu.accounts.opened(task, emu.latency_of(self.provider))
         emu.generations.append(Generation(self.provider, model, seed, task.id, [url]))
+        if fault is not None and fault.kind == "completed_on_create":
+            if fault.options.get("output", True):
+                task.done = True
+            else:  # the submission is complete; the generation is not (the client always polls)
+                return web.json_response({**self._task_json(task), "status": "completed", "progress": 0})
         return web.json_response(self._task_json(task))
 
     async def _validate(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -142,7 +157,7 @@ class Vtrix(Api):
 
     def _task_json(self, task: Task) -> dict[str, Any]:
         emu = self.emu
-        state = state_of(task, emu.latency, emu.polls_until_done)
+        state = state_of(task, emu.latency_of(self.provider), emu.polls_until_done)
         status: str = state
         if state == "running":
             status = "in_progress" if task.vocab else "pending" if task.polls == 0 else "processing"
@@ -158,8 +173,10 @@ class Vtrix(Api):
             obj["progress"] = 1.0
             obj["output"] = [{"content": [{"type": "image", "url": url} for url in task.outputs]}]
             obj["usage"] = {"cost": task.cost, "discount": 0}
-        elif task.error_as_text:
+        elif task.error_style == "string":
             obj["error"] = task.error_message
+        elif task.error_style == "error_message":
+            obj["error"] = {"code": _INT_CODES[task.fate], "error_message": task.error_message}
         else:
             obj["error"] = {"code": task.error_code, "message": task.error_message}
         obj["metadata"] = {}

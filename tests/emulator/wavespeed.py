@@ -1,10 +1,16 @@
 """WaveSpeedAI: ``POST /api/v3/wavespeed-ai/<model-path>`` submits, ``GET /api/v3/predictions/{id}``
-or ``.../{id}/result`` polls (seed 004).
+or ``.../{id}/result`` polls (seed 004, and WaveSpeed's Python and Go SDKs).
 
-Every answer is wrapped as ``{"code": int, "message": str, "data": ...}``. HTTP errors carry the
-HTTP status as code (401, 403, 404, 429, 504); validation is HTTP 400 with 1400 (missing) or 1401
-(invalid); server errors 5000 (500/502), 5003 (503), 5004 (504). Predictions go ``created`` then
-``processing``; ``enable_sync_mode`` answers only once the task ends (``latency`` later).
+Every answer is ``{"code": int, "message": str, "data": <prediction>}``; an error answer has no
+``data`` (the SDKs read a submit only from HTTP 200 with ``data.id``). HTTP errors carry the HTTP
+status as code (401, 403, 404, 429 also for a busy account, 504); validation is HTTP 400 with 1400
+(missing) or 1401 (invalid); server errors 5000 (500/502), 5003 (503), 5004 (504).
+
+Predictions go ``created`` then ``processing``, and end ``completed``, ``failed`` (``data.code``
+and ``data.error`` say why), ``cancelled``, ``timeout`` or ``deleted`` (the end_state fault).
+``enable_sync_mode`` answers once the task ends (the task's latency later), unless the wait gives
+up first: sync_504 (HTTP 504 naming the prediction) or sync_timeout (HTTP 200, ``processing``
+with ``data.code`` 5004 and "Sync mode timed out ...", or with variant="text" the words alone).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ _PARAMS = frozenset(
 )
 _REFUSED = (1200, "Content moderation: the input or output contains sensitive content")
 _FAILED = (1403, "Task execution failed")
+_SYNC_ONLY = frozenset({"sync_504", "sync_timeout"})
+_SYNC_TIMED_OUT = "Sync mode timed out after 90 seconds. The prediction is still processing asynchronously."
 
 
 class WaveSpeed(Api):
@@ -56,8 +64,7 @@ class WaveSpeed(Api):
         rid: str = "",
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        body = {"code": code, "message": message, "data": None}
-        return web.json_response(body, status=status, headers=headers)
+        return web.json_response({"code": code, "message": message}, status=status, headers=headers)
 
     def server_code(self, status: int, options: dict[str, Any]) -> Any:
         return {503: 5003, 504: 5004}.get(status, 5000)
@@ -77,16 +84,20 @@ class WaveSpeed(Api):
             await self._validate(body, takes, path)
         except Reject as exc:
             return self.error(400, 1400 if exc.missing else 1401, exc.message)
+        busy = self.admit()
+        if busy is not None:
+            return busy
         emu = self.emu
         sync, as_b64 = body.get("enable_sync_mode", False), body.get("enable_base64_output", False)
-        fault = emu.faults.take(self.provider, OUTCOME, skip=frozenset() if sync else frozenset({"sync_504"}))
+        skip = frozenset() if sync else _SYNC_ONLY
+        fault = emu.faults.take(self.provider, OUTCOME, skip=skip)
         kind, opts = (fault.kind, fault.options) if fault else (None, {})
         if kind in ("content_refused", "task_failed") and opts.get("wrapped"):
-            # Some failures come back at once: HTTP 200, the task code in the wrapper, no task.
+            # Refused at once: an HTTP error with the task code in the wrapper, no task made.
             refused = kind == "content_refused"
             code = 1200 if refused else opts.get("code", 1403)
             default = "Content moderation: sensitive content" if refused else "Task execution failed"
-            return self.error(200, code, opts.get("message", default))
+            return self.error(400, code, opts.get("message", default))
         seed = emu.seed(body.get("seed"))
         outputs = []
         for i in range(body.get("num_images", 1)):
@@ -101,6 +112,7 @@ class WaveSpeed(Api):
         task.nsfw = kind == "nsfw"
         apply_fate(task, fault, _REFUSED, _FAILED)
         emu.tasks[task.id] = task
+        emu.accounts.opened(task, emu.latency_of(self.provider))
         emu.generations.append(Generation(self.provider, task.model, seed, task.id, outputs))
         if not sync:
             return self._response(task)
@@ -108,8 +120,12 @@ class WaveSpeed(Api):
             if await self.sleep(float(opts.get("seconds", 3600))):
                 return self.abort(request)
             return self._response(task, status=504, message="Gateway Timeout")
-        if await self.sleep(emu.latency):
+        if await self.sleep(emu.latency_of(self.provider)):
             return self.abort(request)
+        if kind == "sync_timeout":
+            response = self._response(task, running=True, sync_timeout=opts.get("variant", "code"))
+            task.done = True  # the wait gave up; the task itself finished
+            return response
         if kind == "sync_504":
             response = self._response(task, status=504, message="Gateway Timeout", running=True)
             task.done = True  # the gateway gave up; the task itself finished
@@ -155,10 +171,16 @@ class WaveSpeed(Api):
         return self._response(task)
 
     def _response(
-        self, task: Task, *, status: int = 200, message: str = "success", running: bool = False
+        self,
+        task: Task,
+        *,
+        status: int = 200,
+        message: str = "success",
+        running: bool = False,
+        sync_timeout: str | None = None,
     ) -> web.Response:
         emu = self.emu
-        state = "running" if running else state_of(task, emu.latency, emu.polls_until_done)
+        state = "running" if running else state_of(task, emu.latency_of(self.provider), emu.polls_until_done)
         shown = (
             state if state != "running" else "created" if task.polls == 0 and not running else "processing"
         )
@@ -179,4 +201,10 @@ class WaveSpeed(Api):
             data["timings"] = {"inference": int(((task.finished or task.created) - task.created) * 1000)}
         elif state == "failed":
             data["error"], data["code"] = task.error_message, task.error_code
+        elif state != "running":  # cancelled, timeout, deleted
+            data["error"] = task.error_message
+        elif sync_timeout is not None:
+            data["error"] = _SYNC_TIMED_OUT
+            if sync_timeout == "code":
+                data["code"] = 5004
         return web.json_response({"code": status, "message": message, "data": data}, status=status)

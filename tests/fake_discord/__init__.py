@@ -18,14 +18,27 @@ answered for their token. ``wait_for`` states: acked, deferred, responded (visib
 edited, files, followup, modal, autocomplete, error, deleted. Messages (``FakeMessage``) carry the
 payload as Discord would return it plus ``files`` (bytes), ``allowed_mentions`` as last sent,
 ``history`` (a payload snapshot per change) and helpers (``custom_ids``, ``ephemeral``...).
-Every REST call lands in ``fake.calls`` (method, path below /api/v10, query, json, files, status).
+Every REST call lands in ``fake.calls`` (method, path below /api/v10, query, json, files, status,
+``at`` on the fake's clock).
 
 Knobs: ``expire_token(token)`` (later webhook calls answer 401/50027, callbacks 404/10062),
-``upload_limit`` (a bigger file answers 413/40005; more than 10 files answers 400/50035),
-``expire_attachment(att)`` (CDN answers 404), ``inject_error(method, path_contains, status, code)``
-(note discord.py itself retries 5xx with 1 s+ sleeps), ``request_reconnect()`` (op 7; the client
-RESUMEs, counted in ``resumes``). World: ``add_role``, ``add_member``, ``add_channel``,
+``advance_time(seconds)`` (the fake's clock; tokens die ``token_lifetime`` = 900 s after their
+interaction), ``upload_limit`` (a bigger file answers 413/40005; more than 10 files answers
+400/50035), ``expire_attachment(att)`` (CDN answers 404), ``inject_error(method, path_contains,
+status, code)`` (note discord.py itself retries 5xx with 1 s+ sleeps), ``inject_rate_limit(...)``
+and ``limit_webhook_edits(limit, per)`` (429s with ``Via`` and ``retry_after``, which discord.py
+retries), ``channel_edits_interaction_responses`` (see ``rest``), ``request_reconnect()`` (op 7; the
+client RESUMEs, counted in ``resumes``). World: ``add_guild``, ``add_role``, ``add_member``,
+``add_channel`` (each takes ``guild_id=``, default the primary guild), ``dm_channel(user)``,
 ``post_user_message`` (a member's message, e.g. the target of a message context menu).
+
+Shards and guilds: ``FakeDiscord(shards=N)`` is what GET /gateway/bot recommends; each session's
+IDENTIFY ``shard`` decides which guilds it gets (``shard_of``; ``guild_on_shard`` picks ids);
+``wait_ready(shard_ids=...)`` waits for those shards. Drivers take ``guild_id=`` or a
+``channel_id`` (a DM channel: shard 0).
+Each record notes ``guild_id`` and ``shards`` (the sessions that got it). Counters: each message's
+``edits`` / ``edit_times``, ``InteractionRecord.edits``, ``rest_peak_per_s`` and ``edit_peak_per_s``
+(most in a sliding second), ``peak_rate(predicate, window)``, ``stats()``.
 
 Discord behaviour mirrored on purpose: the first follow-up after a "thinking" defer (type 5) edits
 the loading message instead of creating a new one; a second callback answers 400/40060; commands
@@ -34,18 +47,24 @@ guild-registered commands carry ``data.guild_id`` so discord.py finds them in th
 
 Standalone (for a bot running as a subprocess)::
 
-    python -m tests.fake_discord [--port 0]   ->  prints ``FAKE_DISCORD_URL=http://127.0.0.1:PORT``
+    python -m tests.fake_discord [--port 0] [--shards N] [--guild ID ...] [--token-lifetime S]
+        ->  prints ``FAKE_DISCORD_URL=http://127.0.0.1:PORT``
 
 then run the bot with DISCORD_API_BASE=$URL/api/v10 and DISCORD_GATEWAY_URL=ws://127.0.0.1:PORT/gateway
 (also listed by GET /_fake/state) and DISCORD_TOKEN=fake-token (``--token`` changes it).
 
-The same API is served as JSON under ``/_fake/``: GET state, ready?timeout=, commands, calls,
-messages?channel_id=, interactions/{id}?until=STATE&timeout=; POST members, roles, attachments
-({filename, data_b64, content_type}), user_messages, slash, autocomplete, context_menu
-({name, message_id | target_user_id, user_id}), click ({message_id, custom_id, user_id, values}),
-submit_modal ({custom_id, fields, user_id, message_id}), expire_token, config ({upload_limit}),
-inject_error, reconnect. Bad requests answer 400 ``{"error": ...}``; a wait that times out answers
-504. Records and messages come back as JSON with file bytes in ``data_b64``.
+The same API is served as JSON under ``/_fake/``: GET state, ready?timeout=&shard_ids=0,1,
+commands, calls?since=N, messages?channel_id=, stats, interactions?guild_id= (summaries),
+interactions/{id}?until=STATE&timeout=; POST guilds ({guild_id, name, owner_id}), members, roles,
+channels (each with an optional guild_id), dm_channel ({user_id}), attachments ({filename, data_b64,
+content_type}), user_messages, slash, autocomplete, context_menu ({name, message_id |
+target_user_id, user_id}) (drivers take guild_id / channel_id), click ({message_id, custom_id,
+user_id, values}), submit_modal ({custom_id, fields, user_id, message_id}), expire_token,
+advance_time ({seconds}), config ({upload_limit, shards, max_concurrency, token_lifetime,
+channel_edits_interaction_responses}), inject_error, rate_limit ({method, path_contains, times,
+retry_after, global}), webhook_edit_limit ({limit, per}), reconnect. Bad requests answer 400
+``{"error": ...}``; a wait that times out answers 504. Records and messages come back as JSON with
+file bytes in ``data_b64``.
 
 Traps this fake encodes (discord.py 2.7.1):
 - discord.py decodes a body as JSON only if Content-Type is exactly ``application/json``;
@@ -62,24 +81,30 @@ Traps this fake encodes (discord.py 2.7.1):
   GUILD_CREATE before ``on_ready``; ``wait_ready`` here does not, since interactions can be sent
   as soon as GUILD_CREATE is queued (frames are delivered in order).
 
-Layout (one job per module): ``records`` (constants, error shape, the records tests read),
-``world`` (guild, members, channels, messages, files; payload and message-body rules), ``drivers``
-(slash, autocomplete, context menu, click, modal submit), ``gateway`` (websocket sessions),
-``plumbing`` (call log, auth, injected errors, body parsing), ``rest`` (the REST routes),
+Layout (one job per module): ``records`` (constants, error shape, the records tests read, rate
+meters), ``world`` (guilds, members, roles, channels, DMs, the clock; payloads), ``messages``
+(messages, files, body and reply rules, edit counts), ``drivers`` (slash, autocomplete, context
+menu, click, modal submit), ``gateway`` (websocket sessions, shard routing), ``plumbing`` (call log,
+auth, injected errors and rate limits, body parsing), ``rest`` (the REST routes),
 ``control`` (the ``/_fake/`` JSON API), ``fake`` (``FakeDiscord``: server, lifecycle, knobs),
 ``standalone`` (``python -m tests.fake_discord``).
 """
 
 from tests.fake_discord.fake import FakeDiscord
+from tests.fake_discord.gateway import guild_on_shard, shard_of
 from tests.fake_discord.records import FakeDiscordError, FakeMessage, InteractionRecord, RestCall, SentFile
 from tests.fake_discord.standalone import main
+from tests.fake_discord.world import Guild
 
 __all__ = [
     "FakeDiscord",
     "FakeDiscordError",
     "FakeMessage",
+    "Guild",
     "InteractionRecord",
     "RestCall",
     "SentFile",
+    "guild_on_shard",
     "main",
+    "shard_of",
 ]

@@ -1,18 +1,27 @@
 """``FakeDiscord``: the world and its drivers, served over HTTP — REST under /api/v10, the gateway at
-/gateway, uploaded files, and the control API — plus the knobs tests turn (expiry, errors...)."""
+/gateway, uploaded files, and the control API — plus the knobs tests turn (expiry, errors, rate
+limits...) and the counters they read (edits, calls per second)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 
 from tests.fake_discord.control import ControlApi
-from tests.fake_discord.drivers import Drivers
+from tests.fake_discord.drivers import TOKEN_LIFETIME, Drivers
 from tests.fake_discord.gateway import Gateway
 from tests.fake_discord.plumbing import RestPlumbing
-from tests.fake_discord.records import API_PREFIX, MAX_ATTACHMENTS, FakeDiscordError, RestCall
+from tests.fake_discord.records import (
+    API_PREFIX,
+    MAX_ATTACHMENTS,
+    FakeDiscordError,
+    RestCall,
+    peak_rate,
+    rate_limited,
+)
 from tests.fake_discord.rest import RestRoutes
 
 
@@ -29,7 +38,15 @@ class FakeDiscord(Drivers):
         token: str = "fake-token",
         upload_limit: int = 10 * 1024 * 1024,
         heartbeat_interval_ms: int = 41_250,
+        shards: int = 1,
+        max_concurrency: int = 1,
+        token_lifetime: float = TOKEN_LIFETIME,
+        channel_edits_interaction_responses: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``shards`` and ``max_concurrency`` are what GET /gateway/bot recommends; ``token_lifetime``
+        is how long interaction tokens answer webhook calls (on ``clock``, which ``advance_time``
+        moves); ``channel_edits_interaction_responses``: see ``tests.fake_discord.rest``."""
         self.gateway = Gateway(self)
         self.plumbing = RestPlumbing(self)
         self.rest = RestRoutes(self)
@@ -40,9 +57,14 @@ class FakeDiscord(Drivers):
             guild_id=guild_id,
             owner_id=owner_id,
             upload_limit=upload_limit,
+            clock=clock,
         )
         self.token = token
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.shards = shards
+        self.max_concurrency = max_concurrency
+        self.token_lifetime = token_lifetime
+        self.channel_edits_interaction_responses = channel_edits_interaction_responses
         self.calls: list[RestCall] = self.plumbing.calls
         self._runner: web.AppRunner | None = None
 
@@ -101,12 +123,21 @@ class FakeDiscord(Drivers):
 
     # ---- gateway ---------------------------------------------------------------------------------
 
-    def _dispatch(self, event: str, data: Any) -> None:
-        self.gateway.dispatch(event, data)
+    def _dispatch(self, event: str, data: Any, guild_id: int | None = None) -> list[int]:
+        return self.gateway.dispatch(event, data, guild_id)
+
+    def _receivers(self, guild_id: int | None) -> list[int]:
+        return self.gateway.receivers(guild_id)
 
     @property
     def ready(self) -> bool:
+        """A client session identified (any shard)."""
         return self.gateway_sessions > 0
+
+    @property
+    def gateway_shards(self) -> list[tuple[int, int]]:
+        """``(shard id, shard count)`` of each identified session, sorted."""
+        return self.gateway.shards
 
     @property
     def gateway_sessions(self) -> int:
@@ -125,15 +156,30 @@ class FakeDiscord(Drivers):
         """Send op 7 RECONNECT: discord.py closes and RESUMEs on resume_gateway_url (see ``resumes``)."""
         self.gateway.request_reconnect()
 
-    async def wait_ready(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 -- see wait_for
-        """Wait until a client identified and its READY + GUILD_CREATE are queued."""
-        await self.wait_until(lambda: self.ready, timeout=timeout, what="a client to IDENTIFY")
+    async def wait_ready(
+        self,
+        timeout: float = 10.0,  # noqa: ASYNC109 -- see wait_for
+        *,
+        shard_ids: Iterable[int] | None = None,
+    ) -> None:
+        """Wait until a client identified (with ``shard_ids``: a session for each of those shards) and
+        its READY + GUILD_CREATEs are queued."""
+        wanted = set(shard_ids or ())
+
+        def ready() -> bool:
+            return self.ready and wanted <= {shard for shard, _ in self.gateway_shards}
+
+        what = f"sessions for shards {sorted(wanted)}" if wanted else "a client to IDENTIFY"
+        await self.wait_until(ready, timeout=timeout, what=what)
 
     # ---- knobs -----------------------------------------------------------------------------------
 
     def expire_token(self, token: str) -> None:
-        """The interaction token passed its 15 minutes: webhook calls 401/50027, callbacks 404/10062."""
-        self._by_token[token].expired = True
+        """The interaction token passed its 15 minutes: webhook calls 401/50027, callbacks 404/10062.
+        (``advance_time(token_lifetime)`` expires every token the same way.)"""
+        rec = self._by_token[token]
+        rec.expires_at = min(rec.expires_at, self.now())
+        self._changed()
 
     def inject_error(
         self,
@@ -145,5 +191,66 @@ class FakeDiscord(Drivers):
         times: int = 1,
         message: str = "injected error",
     ) -> None:
-        """Answer the next ``times`` matching REST calls with this error (e.g. 429/500/403)."""
+        """Answer the next ``times`` matching REST calls with this error (e.g. 500/403; a 429 comes
+        with Discord's rate-limit headers, see ``inject_rate_limit``). ``method`` may be "*"."""
+        if status == 429:
+            self.inject_rate_limit(method, path_contains, times=times)
+            return
         self.plumbing.inject_error(method, path_contains, FakeDiscordError(status, code, message), times)
+
+    def inject_rate_limit(
+        self,
+        method: str = "PATCH",
+        path_contains: str = "/webhooks/",
+        *,
+        times: int = 1,
+        retry_after: float = 0.01,
+        is_global: bool = False,
+    ) -> None:
+        """Answer the next ``times`` matching calls (default: interaction-webhook edits) with 429 and
+        ``retry_after`` seconds; it carries ``Via``, so discord.py sleeps and retries (up to 5 tries)."""
+        error = rate_limited(retry_after, is_global=is_global)
+        self.plumbing.inject_error(method, path_contains, error, times)
+
+    def limit_webhook_edits(self, limit: int | None, per: float = 5.0) -> None:
+        """Allow at most ``limit`` PATCHes per interaction token in any ``per`` seconds (fake clock);
+        more answer 429 with the wait left. ``None`` lifts the limit."""
+        self.plumbing.webhook_edit_limit = None if limit is None else (limit, per)
+
+    # ---- counters --------------------------------------------------------------------------------
+
+    @property
+    def rest_peak_per_s(self) -> int:
+        """The most REST calls (any route, any status) seen in one sliding second."""
+        return self.plumbing.meter.peak
+
+    @property
+    def edit_peak_per_s(self) -> int:
+        """The most message edits (any message, webhook or channel route) seen in one sliding second."""
+        return self.edit_meter.peak
+
+    def peak_rate(self, predicate: Callable[[RestCall], bool], window: float = 1.0) -> int:
+        """The most calls matching ``predicate`` seen in one sliding ``window``-second window."""
+        return peak_rate((c.at for c in self.calls if predicate(c)), window)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters as one JSON-able dict (also GET /_fake/stats)."""
+        messages = list(self.messages.values())
+        by_shard: dict[str, int] = {}
+        for rec in self.interactions.values():
+            key = "none" if rec.shard is None else str(rec.shard)
+            by_shard[key] = by_shard.get(key, 0) + 1
+        return {
+            "rest_calls": len(self.calls),
+            "rest_peak_per_s": self.rest_peak_per_s,
+            "rate_limited": self.plumbing.rate_limited,
+            "messages": len(messages),
+            "edits": self.edit_meter.count,
+            "edit_peak_per_s": self.edit_peak_per_s,
+            "max_edits_per_message": max((m.edits for m in messages), default=0),
+            "interactions": len(self.interactions),
+            "interactions_by_shard": by_shard,
+            "gateway_shards": [list(s) for s in self.gateway_shards],
+            "identifies": len(self.identify_payloads),
+            "resumes": self.resumes,
+        }

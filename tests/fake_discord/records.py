@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,22 +43,84 @@ ALLOWED_CALLBACKS = {1: {1}, 2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5,
 class FakeDiscordError(Exception):
     """An error answer in Discord's shape: ``{"message": ..., "code": ...}`` with an HTTP status."""
 
-    def __init__(self, status: int, code: int, message: str, errors: dict | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        errors: dict | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(f"{status} {code} {message}")
         self.status, self.code, self.message, self.errors = status, code, message, errors
+        self.extra, self.headers = extra or {}, headers or {}
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        body: dict[str, Any] = {"message": self.message, "code": self.code, **self.extra}
         if self.errors:
             body["errors"] = self.errors
         return body
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
+def rate_limited(
+    retry_after: float, *, is_global: bool = False, bucket: str = "fake-bucket"
+) -> FakeDiscordError:
+    """A 429 as Discord sends it. discord.py retries a 429 only when it carries a ``Via`` header (its
+    sign that Discord, not Cloudflare, answered) and a JSON body with ``retry_after`` (seconds)."""
+    headers = {
+        "Via": "1.1 google",
+        "Retry-After": str(max(1, math.ceil(retry_after))),
+        "X-RateLimit-Limit": "5",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+        "X-RateLimit-Bucket": bucket,
+        "X-RateLimit-Scope": "global" if is_global else "user",
+    }
+    if is_global:
+        headers["X-RateLimit-Global"] = "true"
+    return FakeDiscordError(
+        429,
+        0,
+        "You are being rate limited.",
+        extra={"retry_after": retry_after, "global": is_global},
+        headers=headers,
+    )
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     # Exactly "application/json": discord.py's json_or_text treats anything else (charset!) as text.
     return web.Response(
-        status=status, body=json.dumps(data).encode(), headers={"Content-Type": "application/json"}
+        status=status,
+        body=json.dumps(data).encode(),
+        headers={**(headers or {}), "Content-Type": "application/json"},
     )
+
+
+class RateMeter:
+    """Events per sliding window (``window`` seconds): ``peak`` is the most seen in any window."""
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self.count = 0
+        self.peak = 0
+        self._recent: deque[float] = deque()
+
+    def hit(self, at: float) -> None:
+        self.count += 1
+        self._recent.append(at)
+        while self._recent and self._recent[0] <= at - self.window:
+            self._recent.popleft()
+        self.peak = max(self.peak, len(self._recent))
+
+
+def peak_rate(times: Iterable[float], window: float = 1.0) -> int:
+    """The most events inside any ``window``-second sliding window (times in any order)."""
+    meter = RateMeter(window)
+    for at in sorted(times):
+        meter.hit(at)
+    return meter.peak
 
 
 def now_iso() -> str:
@@ -104,11 +168,12 @@ class RestCall:
     files: list[SentFile]
     status: int = 0
     error: dict[str, Any] | None = None
+    at: float = 0.0  # the fake's clock when the request arrived
 
     def to_json(self) -> dict[str, Any]:
         files = [{"filename": f.filename, "size": len(f.data)} for f in self.files]
         return {
-            **{k: getattr(self, k) for k in ("method", "path", "query", "json", "status", "error")},
+            **{k: getattr(self, k) for k in ("method", "path", "query", "json", "status", "error", "at")},
             "files": files,
         }
 
@@ -122,6 +187,7 @@ class FakeMessage:
     allowed_mentions: dict[str, Any] | None = None
     interaction_id: int | None = None
     edits: int = 0
+    edit_times: list[float] = field(default_factory=list)  # the fake's clock at each edit
     deleted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -168,6 +234,7 @@ class FakeMessage:
             "allowed_mentions": self.allowed_mentions,
             "interaction_id": self.interaction_id,
             "edits": self.edits,
+            "edit_times": self.edit_times,
             "deleted": self.deleted,
         }
 
@@ -188,7 +255,24 @@ class InteractionRecord:
     modal: dict[str, Any] | None = None
     choices: list[dict[str, Any]] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
-    expired: bool = False
+    guild_id: int | None = None  # None for a DM
+    shards: list[int] = field(default_factory=list)  # shard ids of the sessions it was sent to
+    expires_at: float = math.inf  # on the fake's clock (``FakeDiscord.now``)
+
+    @property
+    def expired(self) -> bool:
+        """Past the token's lifetime (or ``expire_token``): webhook calls answer 401/50027."""
+        return self.fake.now() >= self.expires_at
+
+    @property
+    def shard(self) -> int | None:
+        """The shard that received the INTERACTION_CREATE (the first, if sessions overlapped)."""
+        return self.shards[0] if self.shards else None
+
+    @property
+    def edits(self) -> int:
+        """Edits to the messages this interaction answered with (original and follow-ups)."""
+        return sum(m.edits for m in ([self.original] if self.original else []) + self.followups)
 
     @property
     def callback_type(self) -> int | None:
@@ -257,4 +341,7 @@ class InteractionRecord:
             "choices": self.choices,
             "errors": self.errors,
             "expired": self.expired,
+            "guild_id": None if self.guild_id is None else str(self.guild_id),
+            "shards": self.shards,
+            "edits": self.edits,
         }

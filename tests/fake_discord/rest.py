@@ -1,6 +1,21 @@
 """REST v10 routes: login and application info, the gateway URL, application commands, interaction
 callbacks, the interaction webhook (follow-ups and edits by token), channel messages, guild members,
-and the CDN that serves uploaded files back."""
+and the CDN that serves uploaded files back.
+
+A process that only called ``client.login(token)`` (no gateway) can deliver everything through
+these: the interaction webhook needs no Authorization header, only the application id and the
+token, which lives ``token_lifetime`` (15 min) and then answers 401/50027 to every webhook call;
+channel endpoints need the bot token and do not care about interaction tokens.
+
+What Discord does with channel-endpoint edits of *interaction responses* (the sources disagree):
+- discord/discord-api-docs#3090 (2021): a non-ephemeral interaction response can be edited with
+  PATCH /channels/{c}/messages/{m}; an ephemeral one answers "Unknown Message".
+- DisnakeDev/disnake#469 (merged 2022): disnake's InteractionMessage falls back to those channel
+  endpoints once the token expired, i.e. a library relies on them working.
+- discord/discord-api-docs#6253 (2023, advaith1): "The standard edit message endpoint is not
+  supported for interaction responses, and it does not work for ephemeral messages."
+All agree on ephemeral messages (404/10008 here). For the rest, ``channel_edits_interaction_responses``
+(default True: it works, as #3090 observed and disnake relies on; False: 404/10008 like ephemerals)."""
 
 from __future__ import annotations
 
@@ -37,6 +52,8 @@ class RestRoutes:
         wh = a + "/webhooks/{app}/{token}"
         r.add_get("/attachments/{channel}/{att}/{filename}", self._cdn)
         r.add_get(a + "/users/@me", self._me)
+        r.add_post(a + "/users/@me/channels", self._open_dm)
+        r.add_get(a + "/users/{uid}", self._get_user)
         r.add_get(a + "/oauth2/applications/@me", self._application)
         r.add_get(a + "/gateway", self._gateway_info)
         r.add_get(a + "/gateway/bot", self._gateway_info)
@@ -67,12 +84,29 @@ class RestRoutes:
     async def _me(self, _: web.Request) -> web.Response:
         return json_response(self.fake._bot_user_payload())
 
+    async def _get_user(self, request: web.Request) -> web.Response:
+        return json_response(self.fake._user_payload(int(request.match_info["uid"])))
+
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        # User.send / create_dm from a process without the gateway: the DM channel with that user.
+        body = request[BODY_KEY][0] or {}
+        cid = self.fake.dm_channel(int(body["recipient_id"]))
+        return json_response(self.fake._channels[cid])
+
     async def _gateway_info(self, request: web.Request) -> web.Response:
-        info: dict[str, Any] = {"url": self.fake.gateway_url}
+        fake = self.fake
+        info: dict[str, Any] = {"url": fake.gateway_url}
         if request.path.endswith("/bot"):
+            # discord.py's AutoShardedClient without shard_count starts ``shards`` shards at ``url``.
+            total = 1000  # IDENTIFYs per day; RESUMEs do not count
             info.update(
-                shards=1,
-                session_start_limit={"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+                shards=fake.shards,
+                session_start_limit={
+                    "total": total,
+                    "remaining": max(0, total - len(fake.identify_payloads)),
+                    "reset_after": 86_400_000,
+                    "max_concurrency": fake.max_concurrency,
+                },
             )
         return json_response(info)
 
@@ -110,7 +144,7 @@ class RestRoutes:
         if "guild" not in request.match_info:
             return None, self.fake._global_commands
         gid = int(request.match_info["guild"])
-        if gid != self.fake.guild_id:
+        if gid not in self.fake.guilds:
             raise FakeDiscordError(403, 50001, "Missing Access")
         return gid, self.fake._guild_commands.setdefault(gid, [])
 
@@ -230,6 +264,7 @@ class RestRoutes:
             raise FakeDiscordError(404, 10015, "Unknown Webhook")
         data, files = request[BODY_KEY]
         data = data or {}
+        self.fake._referenced(int(rec.payload["channel_id"]), data)
         orig = rec.original
         if orig is not None and orig.loading and not orig.deleted and rec.callback_type == 5:
             # Discord: the first follow-up after a thinking defer replaces the loading message
@@ -290,6 +325,7 @@ class RestRoutes:
             or data.get("sticker_ids")
         ):
             raise FakeDiscordError(400, 50006, "Cannot send an empty message")
+        self.fake._referenced(int(channel["id"]), data)  # a reply to a message that is gone: 400
         msg = self.fake._new_message(int(channel["id"]), author_id=self.fake.bot_user_id)
         self.fake._apply_body(msg, data, files, edit=False)
         return json_response(msg.payload)
@@ -299,14 +335,22 @@ class RestRoutes:
         msg = self.fake.messages.get(int(request.match_info["mid"]))
         if msg is None or msg.deleted or msg.channel_id != int(channel["id"]):
             raise FakeDiscordError(404, 10008, "Unknown Message")
+        # Ephemeral messages can be changed only through their interaction's webhook (see the
+        # module docstring); reading them stays allowed (discord/discord-api-docs#6007 fetched one).
+        hidden = msg.ephemeral or (
+            msg.interaction_id is not None and not self.fake.channel_edits_interaction_responses
+        )
+        if hidden and request.method != "GET":
+            raise FakeDiscordError(404, 10008, "Unknown Message")
         if request.method != "GET" and msg.payload["author"]["id"] != str(self.fake.bot_user_id):
             raise FakeDiscordError(403, 50005, "Cannot edit a message authored by another user")
         return self._message_op(request, msg)
 
     async def _get_member(self, request: web.Request) -> web.Response:
         uid = int(request.match_info["uid"])
-        if int(request.match_info["gid"]) != self.fake.guild_id:
+        guild = self.fake.guilds.get(int(request.match_info["gid"]))
+        if guild is None:
             raise FakeDiscordError(404, 10004, "Unknown Guild")
-        if uid not in self.fake._members:
+        if uid not in guild.members:
             raise FakeDiscordError(404, 10007, "Unknown Member")
-        return json_response(self.fake._member_payload(uid))
+        return json_response(self.fake._member_payload(uid, guild))

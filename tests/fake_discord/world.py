@@ -1,18 +1,16 @@
-"""The fake's world: the guild (roles, members, channels), messages and uploaded files, the
-interaction records, and the rules for building payloads and applying message bodies.
+"""The fake's world: guilds (roles, members, channels), DM channels, users, the clock, and the
+payloads Discord builds from them. Messages and files are the next layer (``messages``).
 
 Nothing here speaks HTTP or the gateway; events for the gateway go through ``_dispatch``, which the
-server (``FakeDiscord``) fills in."""
+server (``FakeDiscord``) fills in. The first guild is the *primary* one: ``guild_id``,
+``channel_id``, ``nsfw_channel_id`` and every ``guild_id=None`` argument mean it."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import mimetypes
-import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fake_discord.records import (
@@ -20,26 +18,34 @@ from tests.fake_discord.records import (
     ALL_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
     DISCORD_EPOCH_MS,
-    EPHEMERAL,
-    IS_COMPONENTS_V2,
-    LOADING,
-    SUPPRESS_EMBEDS,
-    SUPPRESS_NOTIFICATIONS,
-    FakeMessage,
     InteractionRecord,
-    SentFile,
-    now_iso,
 )
 
 
 @dataclass
-class _Member:
+class Member:
     user_id: int
     name: str
     roles: list[int]
     permissions: int = 0
     nick: str | None = None
     bot: bool = False
+
+
+@dataclass
+class Guild:
+    """One guild: its ``@everyone`` role has the guild's id; ``channel_id`` is its "general"."""
+
+    id: int
+    name: str
+    owner_id: int
+    channel_id: int
+    nsfw_channel_id: int
+    roles: dict[int, dict[str, Any]] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+    channel_ids: list[int] = field(default_factory=list)
+    # Set once GUILD_CREATE went out: events about a guild the client has not seen would be noise.
+    announced: bool = False
 
 
 class World:
@@ -53,6 +59,7 @@ class World:
         guild_id: int,
         owner_id: int,
         upload_limit: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app_id = app_id
         # Modern applications share their id with their bot user.
@@ -60,31 +67,36 @@ class World:
         self.guild_id = guild_id
         self.owner_id = owner_id
         self.upload_limit = upload_limit
-        self.channel_id = guild_id + 9
-        self.nsfw_channel_id = guild_id + 10
+        self.clock = clock
+        self._time_offset = 0.0
         self.url = ""
-        self.messages: dict[int, FakeMessage] = {}
+        self.guilds: dict[int, Guild] = {}
         self.interactions: dict[int, InteractionRecord] = {}
         self._by_token: dict[str, InteractionRecord] = {}
-        self._roles: dict[int, dict[str, Any]] = {}
-        self._members: dict[int, _Member] = {}
-        self._channels: dict[int, dict[str, Any]] = {}
+        self._channels: dict[int, dict[str, Any]] = {}  # every channel: guild channels and DMs
+        self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self._global_commands: list[dict[str, Any]] = []
         self._guild_commands: dict[int, list[dict[str, Any]]] = {}
-        self._blobs: dict[int, SentFile] = {}
-        self._expired_blobs: set[int] = set()
         self._last_snowflake = 0
         self._change = asyncio.Event()
-        self.add_role(guild_id, "@everyone", DEFAULT_EVERYONE_PERMISSIONS)
-        self.add_member(owner_id, name="owner")
-        self.add_member(self.bot_user_id, name="kontext-bot", bot=True)
-        self.add_channel(self.channel_id, "general")
-        self.add_channel(self.nsfw_channel_id, "nsfw-art", nsfw=True)
+        self.add_guild(guild_id, owner_id=owner_id)
 
-    def _dispatch(self, event: str, data: Any) -> None:
-        """Send a gateway event to the connected clients (the server overrides this)."""
+    def _dispatch(self, event: str, data: Any, guild_id: int | None = None) -> list[int]:
+        """Send a gateway event to the sessions that should get it; returns their shard ids.
 
-    # ---- waiting ---------------------------------------------------------------------------------
+        ``guild_id`` defaults to ``data["guild_id"]``. The server overrides this."""
+        return []
+
+    # ---- time and waiting ------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The fake's clock (seconds): ``clock()`` plus whatever ``advance_time`` added."""
+        return self.clock() + self._time_offset
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the fake's clock forward, e.g. past an interaction token's 15 minutes."""
+        self._time_offset += seconds
+        self._changed()
 
     def _changed(self) -> None:
         # Wake every waiter; each re-checks its own predicate (cheap, and avoids missed wake-ups).
@@ -108,29 +120,49 @@ class World:
                 f"fake discord: timed out after {timeout}s waiting for {what or predicate}"
             ) from None
 
-    async def wait_for_message(
-        self,
-        predicate: Callable[[FakeMessage], bool],
-        *,
-        timeout: float = 5.0,  # noqa: ASYNC109 -- see InteractionRecord.wait_for
-    ) -> FakeMessage:
-        found: list[FakeMessage] = []
-
-        def check() -> bool:
-            found[:] = [m for m in self.messages.values() if predicate(m)]
-            return bool(found)
-
-        await self.wait_until(check, timeout=timeout, what="a matching message")
-        return found[0]
-
     # ---- world setup -----------------------------------------------------------------------------
 
-    def add_role(self, role_id: int, name: str, permissions: int = 0) -> dict[str, Any]:
+    @property
+    def channel_id(self) -> int:
+        """The primary guild's "general" channel."""
+        return self.guilds[self.guild_id].channel_id
+
+    @property
+    def nsfw_channel_id(self) -> int:
+        """The primary guild's age-restricted channel."""
+        return self.guilds[self.guild_id].nsfw_channel_id
+
+    def add_guild(
+        self, guild_id: int, *, name: str = "Kontext Test Guild", owner_id: int | None = None
+    ) -> Guild:
+        """A guild the bot is in: @everyone, its owner, the bot, "general" (``guild_id + 9``) and
+        "nsfw-art" (``guild_id + 10``). A connected client on its shard gets GUILD_CREATE."""
+        if guild_id in self.guilds:
+            raise ValueError(f"guild {guild_id} exists already")
+        owner = self.owner_id if owner_id is None else owner_id
+        guild = Guild(guild_id, name, owner, guild_id + 9, guild_id + 10)
+        self.guilds[guild_id] = guild
+        self.add_role(guild_id, "@everyone", DEFAULT_EVERYONE_PERMISSIONS, guild_id=guild_id)
+        self.add_member(owner, name="owner", guild_id=guild_id)
+        self.add_member(self.bot_user_id, name="kontext-bot", bot=True, guild_id=guild_id)
+        self.add_channel(guild.channel_id, "general", guild_id=guild_id)
+        self.add_channel(guild.nsfw_channel_id, "nsfw-art", nsfw=True, guild_id=guild_id)
+        guild.announced = True
+        # A join carries no "unavailable" (discord.py then fires on_guild_join, not guild_available).
+        payload = self._guild_payload(guild)
+        payload.pop("unavailable")
+        self._dispatch("GUILD_CREATE", payload, guild_id)
+        return guild
+
+    def add_role(
+        self, role_id: int, name: str, permissions: int = 0, *, guild_id: int | None = None
+    ) -> dict[str, Any]:
+        guild = self._guild(guild_id)
         role = {
             "id": str(role_id),
             "name": name,
             "permissions": str(permissions),
-            "position": 0 if role_id == self.guild_id else len(self._roles),
+            "position": 0 if role_id == guild.id else len(guild.roles),
             "color": 0,
             "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
             "hoist": False,
@@ -140,8 +172,9 @@ class World:
             "unicode_emoji": None,
             "flags": 0,
         }
-        self._roles[role_id] = role
-        self._dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.guild_id), "role": role})
+        guild.roles[role_id] = role
+        if guild.announced:
+            self._dispatch("GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role})
         return role
 
     def add_member(
@@ -153,20 +186,26 @@ class World:
         permissions: int = 0,
         nick: str | None = None,
         bot: bool = False,
+        guild_id: int | None = None,
     ) -> dict[str, Any]:
         """Add a guild member; ``permissions`` adds to what @everyone and the roles grant."""
-        self._members[user_id] = _Member(user_id, name, list(roles), permissions, nick, bot)
-        payload = self._member_payload(user_id)
-        self._dispatch("GUILD_MEMBER_ADD", {**payload, "guild_id": str(self.guild_id)})
+        guild = self._guild(guild_id)
+        guild.members[user_id] = Member(user_id, name, list(roles), permissions, nick, bot)
+        payload = self._member_payload(user_id, guild)
+        if guild.announced:
+            self._dispatch("GUILD_MEMBER_ADD", {**payload, "guild_id": str(guild.id)})
         return payload
 
-    def add_channel(self, channel_id: int, name: str, *, nsfw: bool = False) -> dict[str, Any]:
+    def add_channel(
+        self, channel_id: int, name: str, *, nsfw: bool = False, guild_id: int | None = None
+    ) -> dict[str, Any]:
+        guild = self._guild(guild_id)
         self._channels[channel_id] = channel = {
             "id": str(channel_id),
             "type": 0,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(guild.id),
             "name": name,
-            "position": len(self._channels),
+            "position": len(guild.channel_ids),
             "nsfw": nsfw,
             "topic": None,
             "parent_id": None,
@@ -174,42 +213,51 @@ class World:
             "rate_limit_per_user": 0,
             "last_message_id": None,
         }
-        self._dispatch("CHANNEL_CREATE", channel)
+        guild.channel_ids.append(channel_id)
+        if guild.announced:
+            self._dispatch("CHANNEL_CREATE", channel)
         return channel
 
-    def add_attachment(self, filename: str, data: bytes, content_type: str | None = None) -> dict[str, Any]:
-        """Register bytes as a user upload; returns the attachment payload whose URL the fake serves."""
-        ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        return self._store_blob(SentFile(filename, data, ctype), self.channel_id)
-
-    def expire_attachment(self, attachment: Mapping[str, Any]) -> None:
-        """Signed CDN links expire: later downloads of this attachment answer 404."""
-        self._expired_blobs.add(int(attachment["id"]))
-
-    def post_user_message(
-        self,
-        user_id: int,
-        *,
-        content: str = "",
-        attachments: Sequence[Mapping[str, Any]] = (),
-        channel_id: int | None = None,
-    ) -> FakeMessage:
-        """Store a message a member wrote (target for message context menus)."""
-        msg = self._new_message(channel_id or self.channel_id, author_id=user_id)
-        msg.payload.update(content=content, attachments=[dict(a) for a in attachments])
-        msg.files = [self._blobs[int(a["id"])] for a in attachments if int(a["id"]) in self._blobs]
-        self._snapshot(msg)
-        self._changed()
-        return msg
+    def dm_channel(self, user_id: int) -> int:
+        """The id of the DM channel between the bot and ``user_id`` (made on first use). Pass it as
+        ``channel_id`` to a driver for a DM interaction: no guild, so Discord sends it on shard 0."""
+        if user_id not in self._dm_channels:
+            cid = self._snowflake()
+            self._channels[cid] = {
+                "id": str(cid),
+                "type": 1,
+                "last_message_id": None,
+                "recipients": [self._user_payload(user_id)],
+            }
+            self._dm_channels[user_id] = cid
+        return self._dm_channels[user_id]
 
     @property
     def registered_commands(self) -> list[dict[str, Any]]:
         """Every registered command; guild commands carry ``guild_id``."""
         return self._global_commands + [c for cmds in self._guild_commands.values() for c in cmds]
 
-    def channel_messages(self, channel_id: int | None = None) -> list[FakeMessage]:
-        cid = channel_id or self.channel_id
-        return [m for m in self.messages.values() if m.channel_id == cid and not m.deleted]
+    # ---- lookups ---------------------------------------------------------------------------------
+
+    def _guild(self, guild_id: int | None) -> Guild:
+        gid = self.guild_id if guild_id is None else int(guild_id)
+        if gid not in self.guilds:
+            raise LookupError(f"no guild {gid}; guilds: {sorted(self.guilds)}")
+        return self.guilds[gid]
+
+    def _guild_of_channel(self, channel_id: int) -> Guild | None:
+        """The channel's guild, None for a DM; LookupError for an unknown channel."""
+        channel = self._channels.get(int(channel_id))
+        if channel is None:
+            raise LookupError(f"no channel {channel_id}")
+        return self.guilds[int(channel["guild_id"])] if "guild_id" in channel else None
+
+    def _member(self, user_id: int) -> Member | None:
+        """The user as a member of some guild (primary first): names and bot flags are global."""
+        for guild in (self.guilds[self.guild_id], *self.guilds.values()):
+            if user_id in guild.members:
+                return guild.members[user_id]
+        return None
 
     # ---- payload builders ------------------------------------------------------------------------
 
@@ -221,7 +269,7 @@ class World:
         return self._last_snowflake
 
     def _user_payload(self, user_id: int) -> dict[str, Any]:
-        member = self._members.get(user_id)
+        member = self._member(user_id)
         return {
             "id": str(user_id),
             "username": member.name if member else f"user{user_id}",
@@ -241,17 +289,19 @@ class World:
             "mfa_enabled": False,
         }
 
-    def _permissions(self, user_id: int) -> int:
-        member = self._members.get(user_id)
-        perms = int(self._roles[self.guild_id]["permissions"])
+    def _permissions(self, user_id: int, guild: Guild) -> int:
+        member = guild.members.get(user_id)
+        perms = int(guild.roles[guild.id]["permissions"])
         if member:
             perms |= member.permissions
             for rid in member.roles:
-                perms |= int(self._roles.get(rid, {}).get("permissions", 0))
-        return ALL_PERMISSIONS if user_id == self.owner_id or perms & ADMINISTRATOR else perms
+                perms |= int(guild.roles.get(rid, {}).get("permissions", 0))
+        return ALL_PERMISSIONS if user_id == guild.owner_id or perms & ADMINISTRATOR else perms
 
-    def _member_payload(self, user_id: int, *, with_permissions: bool = False) -> dict[str, Any]:
-        member = self._members.get(user_id) or _Member(user_id, f"user{user_id}", [])
+    def _member_payload(
+        self, user_id: int, guild: Guild, *, with_permissions: bool = False
+    ) -> dict[str, Any]:
+        member = guild.members.get(user_id) or Member(user_id, f"user{user_id}", [])
         payload: dict[str, Any] = {
             "user": self._user_payload(user_id),
             "roles": [str(r) for r in member.roles],
@@ -263,119 +313,25 @@ class World:
             "flags": 0,  # discord.py's Member reads data["flags"] unconditionally
         }
         if with_permissions:
-            payload["permissions"] = str(self._permissions(user_id))
+            payload["permissions"] = str(self._permissions(user_id, guild))
         return payload
 
-    def _guild_payload(self) -> dict[str, Any]:
+    def _guild_payload(self, guild: Guild) -> dict[str, Any]:
         return {
-            "id": str(self.guild_id),
-            "name": "Kontext Test Guild",
-            "owner_id": str(self.owner_id),
+            "id": str(guild.id),
+            "name": guild.name,
+            "owner_id": str(guild.owner_id),
             "icon": None,
             "features": [],
-            "roles": list(self._roles.values()),
-            "channels": list(self._channels.values()),
-            "members": [self._member_payload(uid) for uid in self._members],
-            "member_count": len(self._members),
+            "roles": list(guild.roles.values()),
+            "channels": [self._channels[cid] for cid in guild.channel_ids],
+            "members": [self._member_payload(uid, guild) for uid in guild.members],
+            "member_count": len(guild.members),
             "large": False,
             "unavailable": False,
             "joined_at": "2024-01-01T00:00:00+00:00",
             # Guild.filesize_limit derives from the boost tier: 0 -> 10 MiB, like most community servers.
             "premium_tier": 0,
             "preferred_locale": "en-US",
-            "system_channel_id": str(self.channel_id),
+            "system_channel_id": str(guild.channel_id),
         }
-
-    def _store_blob(self, file: SentFile, channel_id: int) -> dict[str, Any]:
-        att_id = self._snowflake()
-        url = (
-            f"{self.url}/attachments/{channel_id}/{att_id}/{file.filename}"
-            f"?ex={int(time.time()) + 86_400:x}&is={int(time.time()):x}&hm={secrets.token_hex(8)}&"
-        )
-        file.attachment = {
-            "id": str(att_id),
-            "filename": file.filename,
-            "size": len(file.data),
-            "url": url,
-            "proxy_url": url,
-            "content_type": file.content_type,
-            "description": file.description,
-        }
-        self._blobs[att_id] = file
-        return file.attachment
-
-    def _new_message(
-        self, channel_id: int, *, author_id: int, interaction: InteractionRecord | None = None, flags: int = 0
-    ) -> FakeMessage:
-        payload: dict[str, Any] = {
-            "id": str(self._snowflake()),
-            "channel_id": str(channel_id),
-            "guild_id": str(self.guild_id),
-            "type": 0,
-            "content": "",
-            "author": self._user_payload(author_id),
-            "attachments": [],
-            "embeds": [],
-            "components": [],
-            "mentions": [],
-            "mention_roles": [],
-            "mention_everyone": False,
-            "pinned": False,
-            "tts": False,
-            "timestamp": now_iso(),
-            "edited_timestamp": None,
-            "flags": flags,
-        }
-        if interaction is not None:
-            # Interaction responses are webhook messages of the application; type 20 = slash, 23 = menu.
-            ctype = interaction.payload.get("data", {}).get("type", 1) if interaction.type == 2 else 0
-            payload.update(
-                webhook_id=str(self.app_id),
-                application_id=str(self.app_id),
-                type={0: 0, 1: 20}.get(ctype, 23),
-            )
-        msg = FakeMessage(payload, interaction_id=interaction.id if interaction else None)
-        self.messages[msg.id] = msg
-        return msg
-
-    @staticmethod
-    def _snapshot(msg: FakeMessage) -> None:
-        msg.history.append(copy.deepcopy(msg.payload))
-
-    def _apply_body(
-        self, msg: FakeMessage, data: Mapping[str, Any], files: list[SentFile], *, edit: bool
-    ) -> None:
-        """Apply a create/edit body to a message: Discord's keep-listed-attachments-plus-new-files rule."""
-        p = msg.payload
-        for key in ("content", "embeds", "components", "tts"):
-            if key in data:
-                p[key] = (
-                    data[key] if data[key] is not None else ([] if key in ("embeds", "components") else "")
-                )
-        if "flags" in data and data["flags"] is not None:
-            settable = (
-                SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_COMPONENTS_V2 | (0 if edit else EPHEMERAL)
-            )
-            p["flags"] = (p["flags"] & ~settable) | (int(data["flags"]) & settable)
-        if "allowed_mentions" in data:
-            msg.allowed_mentions = data["allowed_mentions"]
-        if data.get("message_reference"):
-            p["message_reference"] = data["message_reference"]
-        described = {str(a.get("id")): a for a in data.get("attachments") or []}
-        new = []
-        for index, file in enumerate(files):
-            desc = described.get(str(index), {})
-            file.description = desc.get("description")
-            self._store_blob(file, msg.channel_id)
-            new.append(file)
-        if data.get("attachments") is not None:
-            kept = [f for f in msg.files if f.attachment["id"] in described]
-            msg.files = kept + new
-        else:
-            msg.files = msg.files + new
-        p["attachments"] = [f.attachment for f in msg.files]
-        if edit:
-            msg.edits += 1
-            p["edited_timestamp"] = now_iso()
-            p["flags"] &= ~LOADING  # editing a "thinking" message replaces the spinner
-        self._snapshot(msg)

@@ -20,6 +20,7 @@ from bot.providers.base import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    TaskCancelled,
     TaskFailed,
     Unavailable,
 )
@@ -84,7 +85,7 @@ def test_modelverse_parse_urls_and_b64() -> None:
         (408, "timeout", "", ProviderTimeout),
         (429, "rate_limit_error", "rate_limit_error", RateLimited),
         (500, "internal_error", "", Unavailable),
-        (502, "model_server_error", "", Unavailable),
+        (500, "model_server_error", "", TaskFailed),  # the model ran and failed
         (503, "", "", Unavailable),
         (504, "gateway_timeout_error", "", ProviderTimeout),
     ],
@@ -96,6 +97,17 @@ def test_modelverse_error_table(status: int, code: str, etype: str, expected: ty
     assert info.value.provider == "modelverse"
     assert info.value.status == status
     assert info.value.request_id == "req-42"
+
+
+def test_modelverse_empty_error_object_beside_data_is_no_failure() -> None:
+    mv = ModelverseAdapter(KEY, "https://mv")
+    body = {
+        "data": [{"url": "https://x/1.png"}],
+        "error": {"code": "", "message": "", "param": "r", "type": ""},
+    }
+    assert mv.parse_submit(200, body) == Finished((OutputRef(url="https://x/1.png"),))
+    with pytest.raises(InvalidRequest):
+        mv.parse_submit(200, {"data": [], "error": {"code": "param_error", "message": "bad", "param": "r"}})
 
 
 def test_modelverse_has_nothing_to_resume() -> None:
@@ -155,7 +167,9 @@ def test_vtrix_completed_carries_cost() -> None:
     [
         ({"code": "content_moderated", "message": "Request Moderated"}, ContentRefused),
         ("NSFW content detected", ContentRefused),
+        ({"code": 400, "error_message": "Content moderation: prompt flagged"}, ContentRefused),
         ({"code": "internal", "message": "worker crashed"}, TaskFailed),
+        ({"code": 500, "error_message": "worker crashed"}, TaskFailed),
         ("out of memory", TaskFailed),
         (None, TaskFailed),
     ],
@@ -164,6 +178,30 @@ def test_vtrix_failed_task_both_error_shapes(error: Any, expected: type[Provider
     with pytest.raises(expected) as info:
         VtrixAdapter(KEY, "https://vt").parse_poll(200, {"id": "t9", "status": "failed", "error": error})
     assert info.value.request_id == "t9"
+
+
+def test_vtrix_error_message_is_what_the_member_reads() -> None:
+    body = {"id": "t9", "status": "failed", "error": {"code": 500, "error_message": "worker crashed"}}
+    with pytest.raises(TaskFailed) as info:
+        VtrixAdapter(KEY, "https://vt").parse_poll(200, body)
+    assert info.value.user_message == "The Vtrix task failed: worker crashed"
+
+
+def test_vtrix_create_status_is_the_submissions() -> None:
+    vt = VtrixAdapter(KEY, "https://vt")
+    # completed without output on create: the task runs on, poll it
+    assert vt.parse_submit(200, {"id": "t1", "status": "completed", "created_at": 1750667997}) == Pending(
+        "t1", status="completed"
+    )
+    # ... while a poll that says so has truly finished without any image
+    assert vt.parse_poll(200, {"id": "t1", "status": "completed"}) == Finished((), task_id="t1")
+    with pytest.raises(TaskFailed) as info:
+        vt.parse_submit(200, {"error": "Insufficient balance"})
+    assert info.value.user_message == "Vtrix did not create the task: Insufficient balance"
+    with pytest.raises(ContentRefused):
+        vt.parse_submit(200, {"error": {"code": 400, "error_message": "blocked by content moderation"}})
+    with pytest.raises(BadResponse):
+        vt.parse_submit(200, {"status": "pending"})
 
 
 @pytest.mark.parametrize(
@@ -262,6 +300,41 @@ def test_wavespeed_http_errors(status: int, expected: type[ProviderError]) -> No
         WaveSpeedAdapter(KEY, "https://ws").parse_submit(
             status, {"code": status, "message": "m", "data": None}
         )
+
+
+@pytest.mark.parametrize(
+    ("state", "expected", "failover"),
+    [("cancelled", TaskCancelled, False), ("deleted", TaskCancelled, False), ("timeout", TaskFailed, True)],
+)
+def test_wavespeed_every_end_state_ends_the_task(
+    state: str, expected: type[ProviderError], failover: bool
+) -> None:
+    body = {"code": 200, "data": {"id": "p1", "status": state, "error": "content policy", "outputs": []}}
+    with pytest.raises(expected) as info:
+        WaveSpeedAdapter(KEY, "https://ws").parse_poll(200, body)
+    assert info.value.failover is failover and info.value.request_id == "p1"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"id": "p7", "status": "processing", "code": 5004, "error": "Sync mode timed out after 90 seconds."},
+        {"id": "p7", "status": "processing", "error": "Sync mode timed out after 90 seconds."},
+        {"id": "p7", "status": "failed", "code": 5004, "error": "Sync mode timed out"},
+    ],
+)
+def test_wavespeed_sync_timeout_in_a_200_means_poll_that_task(data: dict[str, Any]) -> None:
+    ws = WaveSpeedAdapter(KEY, "https://ws", sync_mode=True)
+    assert ws.parse_submit(200, {"code": 200, "message": "success", "data": data}) == Pending(
+        "p7", status="processing"
+    )
+
+
+def test_wavespeed_503_says_nothing_was_done_and_500_does_not() -> None:
+    ws = WaveSpeedAdapter(KEY, "https://ws")
+    assert ws.map_error(503, {"code": 5003, "message": "busy"}, None).resend_safe
+    assert not ws.map_error(500, {"code": 5000, "message": "boom"}, None).resend_safe
+    assert ws.map_error(429, {"code": 429, "message": "too many tasks"}, None).resend_safe
 
 
 def test_wavespeed_wrapped_task_code_in_a_200_answer() -> None:

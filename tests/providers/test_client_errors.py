@@ -1,18 +1,23 @@
-"""Every emulator fault comes out as the right typed error, retried only when retrying can help."""
+"""Every emulator fault comes out as the right typed error, retried only when retrying can help, and
+a submit sent again only when the answer says nothing was done."""
 
 from __future__ import annotations
 
+import socket
 import time
 from email.utils import formatdate
 from typing import Any
 
 import pytest
 
+from bot.config import Limits
+from bot.downloads import parse_retry_after as _retry_after
 from bot.providers.base import (
     AuthError,
     BadResponse,
     ContentRefused,
     InvalidRequest,
+    OutcomeUnknown,
     OutOfBalance,
     ProviderError,
     ProviderTimeout,
@@ -20,8 +25,9 @@ from bot.providers.base import (
     TaskFailed,
     Unavailable,
 )
-from bot.providers.http import MAX_RETRY_AFTER, _retry_after
-from tests.providers.conftest import Rig, edit_request
+from bot.providers.http import MAX_RETRY_AFTER, ProviderClient
+from bot.providers.modelverse import ModelverseAdapter
+from tests.providers.conftest import KEYS, Rig, edit_request
 
 PROVIDERS = ("modelverse", "vtrix", "wavespeed")
 
@@ -70,7 +76,8 @@ async def test_failed_task_is_task_failed(rig: Rig, provider: str) -> None:
     assert submits(rig, provider) == 1
 
 
-async def test_wavespeed_wrapped_failures_without_a_task(rig: Rig) -> None:
+async def test_wavespeed_refusals_before_any_task(rig: Rig) -> None:
+    # An HTTP 400 with the task code in the wrapper: no task was made.
     rig.emu.fault("wavespeed", "content_refused", wrapped=True)
     with pytest.raises(ContentRefused):
         await rig.client().run(rig.wavespeed(), edit_request("wavespeed"), deadline=rig.deadline())
@@ -86,10 +93,11 @@ async def test_wavespeed_internal_task_failure_is_resubmitted(rig: Rig, code: in
     assert len(out.images) == 1 and submits(rig, "wavespeed") == 2
 
 
-async def test_modelverse_model_server_error_is_retried(rig: Rig) -> None:
-    rig.emu.fault("modelverse", "task_failed")  # 500 model_server_error
-    out = await rig.client().run(rig.modelverse(), edit_request("modelverse"), deadline=rig.deadline())
-    assert len(out.images) == 1 and submits(rig, "modelverse") == 2
+async def test_modelverse_model_server_error_is_a_failed_generation(rig: Rig) -> None:
+    rig.emu.fault("modelverse", "task_failed")  # 500 model_server_error: after the model ran
+    with pytest.raises(TaskFailed) as info:
+        await rig.client().run(rig.modelverse(), edit_request("modelverse"), deadline=rig.deadline())
+    assert info.value.failover and submits(rig, "modelverse") == 1
 
 
 async def test_invalid_parameters_are_invalid_request(rig: Rig) -> None:
@@ -102,7 +110,7 @@ async def test_invalid_parameters_are_invalid_request(rig: Rig) -> None:
     assert info.value.request_id and "guidance" in info.value.user_message
 
 
-# --- retryable errors: retried with backoff, at most max_retries times -------------------------
+# --- answers that say nothing was done: sent again with backoff, at most max_retries times -----
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -111,8 +119,6 @@ async def test_invalid_parameters_are_invalid_request(rig: Rig) -> None:
     [
         ("rate_limit", {}, RateLimited),
         ("server_error", {"status": 503}, Unavailable),
-        ("server_error", {"status": 502}, Unavailable),
-        ("connection_reset", {}, Unavailable),
     ],
 )
 async def test_retryable_errors_give_up_after_max_retries(
@@ -132,7 +138,7 @@ async def test_retryable_errors_give_up_after_max_retries(
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_transient_error_then_success(rig: Rig, provider: str) -> None:
-    rig.emu.fault(provider, "server_error", times=2)
+    rig.emu.fault(provider, "server_error", status=503, times=2)
     out = await rig.client().run(adapter(rig, provider), edit_request(provider), deadline=rig.deadline())
     assert len(out.images) == 1 and submits(rig, provider) == 3
 
@@ -161,22 +167,71 @@ def test_retry_after_header_forms() -> None:
     assert _retry_after("soon") is None
 
 
-async def test_hang_hits_the_read_timeout_and_is_retried(rig: Rig) -> None:
-    rig.emu.fault("modelverse", "hang", seconds=5)
-    out = await rig.client().run(
-        rig.modelverse(read_timeout=0.2), edit_request("modelverse"), deadline=rig.deadline()
-    )
-    assert len(out.images) == 1 and submits(rig, "modelverse") == 2
+# --- after the submit was sent, no answer to say what became of it: never sent again -----------
 
 
-async def test_a_provider_that_never_answers_is_a_timeout(rig: Rig) -> None:
-    rig.emu.fault("modelverse", "never_finish", seconds=5)  # one per attempt
-    rig.emu.fault("modelverse", "never_finish", seconds=5)
-    with pytest.raises(ProviderTimeout) as info:
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(
+    ("kind", "options", "told"),
+    [
+        ("server_error", {"status": 500}, "failed (HTTP 500) after the job was sent"),
+        ("server_error", {"status": 502}, "failed (HTTP 502) after the job was sent"),
+        ("server_error", {"status": 504}, "failed (HTTP 504) after the job was sent"),
+        ("connection_reset", {}, "broke after the job was sent"),
+        ("hang", {"seconds": 5}, "did not answer in time after the job was sent"),
+    ],
+)
+async def test_a_submit_whose_outcome_is_unknown_is_sent_once(
+    rig: Rig, provider: str, kind: str, options: dict[str, Any], told: str
+) -> None:
+    rig.emu.fault(provider, kind, times=-1, **options)
+    with pytest.raises(OutcomeUnknown) as info:
+        await rig.client(max_retries=3).run(
+            adapter(rig, provider, read_timeout=0.2), edit_request(provider), deadline=rig.deadline()
+        )
+    err = info.value
+    assert told in err.user_message and err.user_message.endswith("it was not sent again.")
+    assert err.failover and not err.retryable and err.provider == provider
+    assert submits(rig, provider) == 1 and rig.time.sleeps == []
+
+
+async def test_modelverse_408_is_an_unknown_outcome(rig: Rig) -> None:
+    rig.emu.fault("modelverse", "server_error", status=408, times=-1)  # its "timeout": the model may have run
+    with pytest.raises(OutcomeUnknown):
+        await rig.client().run(rig.modelverse(), edit_request("modelverse"), deadline=rig.deadline())
+    assert submits(rig, "modelverse") == 1
+
+
+async def test_a_refused_connection_is_tried_again(rig: Rig) -> None:
+    # Nothing listens there: the request was never written, so sending it again is safe.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(Unavailable) as info:
+        await rig.client(max_retries=2).run(
+            ModelverseAdapter(KEYS["modelverse"], closed), edit_request("modelverse"), deadline=rig.deadline()
+        )
+    assert info.value.resend_safe and len(rig.time.sleeps) == 2
+
+
+async def test_a_provider_that_never_answers_is_asked_once(rig: Rig) -> None:
+    rig.emu.fault("modelverse", "never_finish", seconds=5, times=-1)
+    with pytest.raises(OutcomeUnknown) as info:
         await rig.client(max_retries=1).run(
             rig.modelverse(read_timeout=0.2), edit_request("modelverse"), deadline=rig.deadline()
         )
-    assert info.value.retryable  # a submit that timed out may be tried again (or elsewhere)
+    assert info.value.failover  # another provider may serve it; this one may already be working
+    assert submits(rig, "modelverse") == 1
+
+
+async def test_a_submit_cut_short_by_the_deadline_says_so(rig: Rig) -> None:
+    # The real clock: the read timeout is the time left, and when it fires that time is up.
+    rig.emu.fault("modelverse", "hang", seconds=5)
+    client = ProviderClient(rig.http, Limits(max_retries=3))
+    with pytest.raises(ProviderTimeout) as info:
+        await client.run(rig.modelverse(), edit_request("modelverse"), deadline=time.monotonic() + 0.2)
+    assert "took longer than" in info.value.user_message and not info.value.retryable
+    assert submits(rig, "modelverse") == 1
 
 
 # --- polling -----------------------------------------------------------------------------------
@@ -220,10 +275,10 @@ async def test_poll_errors_until_the_deadline_end_in_a_timeout(rig: Rig) -> None
     assert not info.value.retryable and submits(rig, "vtrix") == 1
 
 
-async def test_wavespeed_sync_gateway_504_without_an_id_is_unavailable(rig: Rig) -> None:
+async def test_wavespeed_sync_gateway_504_without_an_id_is_not_resubmitted(rig: Rig) -> None:
     rig.emu.fault("wavespeed", "server_error", status=504, times=-1)
-    with pytest.raises(Unavailable):
+    with pytest.raises(OutcomeUnknown):
         await rig.client(max_retries=1).run(
             rig.wavespeed(sync_mode=True), edit_request("wavespeed"), deadline=rig.deadline()
         )
-    assert submits(rig, "wavespeed") == 2
+    assert submits(rig, "wavespeed") == 1

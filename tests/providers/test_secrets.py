@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from bot.logs import SecretFilter
 from bot.providers.base import ProviderError
+from bot.providers.parsing import safe_text, scrub
+from bot.redact import REDACTED
 from tests.providers.conftest import KEYS, OTHER_SECRET, Rig, edit_request
 
 SECRETS = (*KEYS.values(), OTHER_SECRET)
@@ -52,7 +55,7 @@ async def test_no_secret_in_errors_or_logs(rig: Rig, provider: str, caplog: pyte
             assert not leaks(text), (err.code, text)
     if provider != "modelverse":  # the provider's words are kept, minus the secrets
         [failed] = [err for err in seen if err.code == "task_failed"]
-        assert failed.user_message.endswith("said: Authorization: Bearer *** / token ***")
+        assert failed.user_message.endswith("said: Authorization: Bearer [redacted] / token [redacted]")
     for record in caplog.records:
         text = record.getMessage() + repr(record.args) + (record.exc_text or "")
         assert not leaks(text), text
@@ -64,3 +67,12 @@ async def test_key_goes_only_to_the_providers_own_host(rig: Rig) -> None:
     for call in rig.emu.requests:
         has_key = call.headers.get("authorization") == f"Bearer {KEYS['vtrix']}"
         assert has_key == (call.provider == "vtrix")  # result files are fetched without it
+
+
+def test_logs_and_provider_text_follow_one_redaction_rule() -> None:
+    key = KEYS["vtrix"]
+    text = f"echoed {key}; short values like abc are not secrets"
+    record = logging.LogRecord("bot", logging.WARNING, __file__, 1, "%s", (text,), None)
+    SecretFilter([key, "abc"]).filter(record)
+    expected = f"echoed {REDACTED}; short values like abc are not secrets"
+    assert record.getMessage() == safe_text(text, [key, "abc"]) == scrub(text, [key, "abc"]) == expected

@@ -3,11 +3,15 @@ over, and that the books balance with nothing charged for a job that fails.
 
 Each job is a member's (user + guild) edit with the paid FLUX.1 Kontext [max] (no free images, so the
 guild budget pays) unless a case says otherwise. Routes are tried in catalog order: UModelverse,
-WaveSpeedAI, Vtrix. ``max_retries`` is 1, so a retryable fault costs two calls per provider.
+WaveSpeedAI, Vtrix. ``max_retries`` is 1, so a fault that says nothing was done (429, 503) costs two
+calls per provider; one after which the task may exist (a 500/502/504, a read timeout, a dropped
+connection) costs one: such a submit is never sent again, and the job fails over instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +21,17 @@ import pytest
 
 from bot.catalog import Catalog
 from bot.jobs import JobFailed, JobRequest
+from bot.providers.http import ProviderClient
 from tests.emulator import ProviderEmulator, make_png
-from tests.reliability.conftest import FREE_MODEL, GUILD, MEMBER, PAID_MODEL, books, open_stack
+from tests.reliability.conftest import (
+    FREE_MODEL,
+    GUILD,
+    MEMBER,
+    PAID_MODEL,
+    books,
+    open_stack,
+    write_config,
+)
 
 IMAGE = make_png(256, 256)
 PRICES = {r.provider: r.price_micros for r in Catalog.default().get(PAID_MODEL).routes}
@@ -73,6 +86,10 @@ def everywhere(kind: str, **options: Any) -> tuple[tuple[str, str, dict[str, Any
     return (("*", kind, {"times": -1, **options}),)
 
 
+def unknown(what: str) -> str:
+    return f"{what}; it may have started, so it was not sent again."
+
+
 TWICE = dict.fromkeys(ALL, 2)  # first call + one retry, on every route
 ONCE = dict.fromkeys(ALL, 1)  # a final error: no retry, straight to the next route
 SLOW_READ = {name: {"read_timeout": 0.2} for name in ALL}
@@ -84,21 +101,26 @@ FAILING = [
         "Vtrix is rate limiting requests.",
         TWICE,
     ),
+    Failing("http-503", everywhere("server_error", status=503), "Vtrix is unavailable (HTTP 503).", TWICE),
     *(
-        Failing(f"http-{status}", everywhere("server_error", status=status), told, TWICE)
+        Failing(f"http-{status}-not-resent", everywhere("server_error", status=status), unknown(told), ONCE)
         for status, told in (
-            (500, "Vtrix is unavailable (HTTP 500)."),
-            (502, "Vtrix is unavailable (HTTP 502)."),
-            (503, "Vtrix is unavailable (HTTP 503)."),
-            (504, "Vtrix timed out (HTTP 504)."),
+            (500, "Vtrix failed (HTTP 500) after the job was sent"),
+            (502, "Vtrix failed (HTTP 502) after the job was sent"),
+            (504, "Vtrix failed (HTTP 504) after the job was sent"),
         )
     ),
-    Failing("connection-reset", everywhere("connection_reset"), "The connection to Vtrix failed.", TWICE),
     Failing(
-        "slower-than-read-timeout",
+        "connection-reset-not-resent",
+        everywhere("connection_reset"),
+        unknown("The connection to Vtrix broke after the job was sent"),
+        ONCE,
+    ),
+    Failing(
+        "slower-than-read-timeout-not-resent",
         everywhere("hang", seconds=5),
-        "Vtrix did not answer in time.",
-        TWICE,
+        unknown("Vtrix did not answer in time after the job was sent"),
+        ONCE,
         providers=SLOW_READ,
     ),
     Failing(
@@ -130,11 +152,22 @@ FAILING = [
         limits={"job_deadline": 1.0},
     ),
     Failing(
-        # UModelverse reports a failed generation as HTTP 500 (retried); the task APIs as a failed task.
+        # UModelverse reports a failed generation as HTTP 500 model_server_error, the task APIs as a
+        # failed task: each route once, then the next.
         "task-failed",
         everywhere("task_failed"),
         "The Vtrix task failed: Image generation failed: worker error",
-        {"modelverse": 2, "wavespeed": 1, "vtrix": 1},
+        ONCE,
+    ),
+    *(
+        Failing(
+            # Nobody but the account's owner (or the provider) cancels or deletes a task: no failover.
+            f"wavespeed-task-{status}",
+            (("modelverse", "bad_key", {}), ("wavespeed", "end_state", {"status": status})),
+            f"The WaveSpeedAI task was {status} at the provider (not by the bot).",
+            {"modelverse": 1, "wavespeed": 1, "vtrix": 0},
+        )
+        for status in ("cancelled", "deleted")
     ),
     Failing(
         "content-refused",
@@ -227,28 +260,87 @@ async def test_a_failed_job_says_why_and_costs_nothing(
         assert (b.guild_spent, b.member_spent, b.usage_cost, b.succeeded, b.failed) == (0, 0, 0, 0, 1)
 
 
-async def test_polling_keeps_going_to_the_deadline(emulator: ProviderEmulator, tmp_path: Path) -> None:
+class FakeTime:
+    """The ProviderClient's clock and sleep: a sleep moves the clock on instead of waiting. The clock
+    starts at the real monotonic time of its first reading, so it agrees with the job's deadline."""
+
+    def __init__(self, *, really_sleep: bool = False) -> None:
+        self.base: float | None = None
+        self.slept = 0.0
+        self.sleeps: list[float] = []
+        self.really_sleep = really_sleep
+
+    def monotonic(self) -> float:
+        if self.base is None:
+            self.base = time.monotonic()
+        return self.base + self.slept
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.slept += seconds
+        await asyncio.sleep(seconds if self.really_sleep else 0)
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """open_services builds its ProviderClient with this clock and sleep."""
+    fake = FakeTime()
+    client = functools.partial(ProviderClient, clock=fake.monotonic, sleep=fake.sleep)
+    monkeypatch.setattr("bot.services.ProviderClient", client)
+    return fake
+
+
+async def test_polling_keeps_going_to_the_deadline(
+    emulator: ProviderEmulator, tmp_path: Path, fake_time: FakeTime
+) -> None:
     emulator.fault("vtrix", "never_finish")
-    async with open_stack(emulator, tmp_path, limits={"job_deadline": 1.0}) as svc:
-        started = time.monotonic()
-        with pytest.raises(JobFailed):
+    async with open_stack(emulator, tmp_path, limits={"job_deadline": 60.0}) as svc:
+        with pytest.raises(JobFailed) as info:
             await svc.jobs.run(request(provider="vtrix"))
-        elapsed = time.monotonic() - started
-    assert 0.9 < elapsed < 2.0
-    assert polls(emulator, "vtrix") >= 5  # 0.05 s growing by 1.5x: the task was asked, not abandoned
+    assert info.value.user_message.startswith("Vtrix took longer than ")
+    # 0.05 s growing by 1.5x up to 10 s: the task was asked all along, not abandoned, and the last
+    # wait ends at the deadline, where no poll follows.
+    sleeps = fake_time.sleeps
+    assert sleeps[:3] == pytest.approx([0.05, 0.075, 0.1125]) and max(sleeps) == 10.0
+    assert polls(emulator, "vtrix") == len(sleeps) - 1 >= 15
+    assert submits(emulator)["vtrix"] == 1
 
 
 async def test_without_retry_after_the_backoff_is_jittered_and_real(
-    emulator: ProviderEmulator, tmp_path: Path
+    emulator: ProviderEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real = FakeTime(really_sleep=True)  # records each wait and really waits it
+    monkeypatch.setattr("bot.services.ProviderClient", functools.partial(ProviderClient, sleep=real.sleep))
     emulator.fault("modelverse", "rate_limit", times=-1)
     async with open_stack(emulator, tmp_path) as svc:
         with pytest.raises(JobFailed) as info:
             await svc.jobs.run(request(provider="modelverse"))
         assert info.value.user_message.startswith("UModelverse is rate limiting requests. (job ")
         assert (await books(svc)).problems == []
+    [delay] = real.sleeps
+    assert 0.375 <= delay <= 0.5  # INITIAL_BACKOFF 0.5 s less up to 25% jitter
     first, second = (r.at for r in emulator.requests if r.provider == "modelverse")
-    assert 0.37 <= second - first < 0.7  # INITIAL_BACKOFF 0.5 s less up to 25% jitter
+    assert second - first >= delay  # waited for real, not just counted
+
+
+@pytest.mark.parametrize("style", ["object", "string", "error_message"])
+async def test_a_vtrix_refusal_in_any_shape_is_never_sent_elsewhere(
+    style: str, emulator: ProviderEmulator, tmp_path: Path
+) -> None:
+    # error: {"code", "message"} (the seed), a plain string, {"code": <int>, "error_message"} (the client)
+    emulator.vtrix_error_style = style
+    emulator.fault("vtrix", "content_refused", message="Content moderation: the prompt was flagged")
+    vtrix_first = write_config(tmp_path / "vtrix-first.toml")
+    with vtrix_first.open("a", encoding="utf-8") as f:
+        f.write(f'[models."{PAID_MODEL}"]\nroutes = ["vtrix", "modelverse", "wavespeed"]\n')
+    async with open_stack(emulator, tmp_path, env={"KONTEXT_CONFIG": str(vtrix_first)}) as svc:
+        with pytest.raises(JobFailed) as info:
+            await svc.jobs.run(request())
+        assert info.value.user_message.startswith("Vtrix's moderation refused this prompt or image.")
+        job = await svc.jobs.get(info.value.job_id)
+        assert job is not None and job.status == "refused" and job.reservation == "refunded"
+        assert (await books(svc)).problems == []
+    assert submits(emulator) == {"modelverse": 0, "wavespeed": 0, "vtrix": 1}
 
 
 @dataclass(frozen=True)
@@ -279,9 +371,22 @@ RECOVERED = [
         min_gap=0.3,
     ),
     Recovered("503-retried", once("modelverse", "server_error", status=503), "modelverse", MV_AGAIN),
-    Recovered("reset-retried", once("modelverse", "connection_reset"), "modelverse", MV_AGAIN),
+    # The task may exist after these: never sent to UModelverse again; the next route serves the job.
+    Recovered("reset-failed-over", once("modelverse", "connection_reset"), "wavespeed", TO_WAVESPEED),
     Recovered(
-        "slow-retried", once("modelverse", "hang", seconds=5), "modelverse", MV_AGAIN, providers=SLOW_READ
+        "slow-failed-over",
+        once("modelverse", "hang", seconds=5),
+        "wavespeed",
+        TO_WAVESPEED,
+        providers=SLOW_READ,
+    ),
+    Recovered("500-failed-over", once("modelverse", "server_error", status=500), "wavespeed", TO_WAVESPEED),
+    Recovered(
+        # The provider's own time limit ended the task: nothing came of it, another provider may serve.
+        "wavespeed-task-timeout-failed-over",
+        (("modelverse", "bad_key", {}), ("wavespeed", "end_state", {"status": "timeout"})),
+        "vtrix",
+        {"modelverse": 1, "wavespeed": 1, "vtrix": 1},
     ),
     Recovered("bad-key-failover", once("modelverse", "bad_key"), "wavespeed", TO_WAVESPEED),
     Recovered("out-of-balance-failover", once("modelverse", "out_of_balance"), "wavespeed", TO_WAVESPEED),

@@ -242,7 +242,7 @@ async def test_cli_refuses_hostile_files_links_and_prompts(
         assert line.startswith("kontext-bot: ") and cases[name][1] in line, (name, line)
         assert "\n" not in line and "Traceback" not in run.err  # one clear line
         assert "hunter2" not in run.err
-    assert long_prompt.code == 1
+    assert long_prompt.code == 2  # a catalog rule broken as typed: bad usage
     assert (
         long_prompt.err.strip()
         == f"kontext-bot: The prompt is 10000 characters; {FREE_MODEL} takes at most 2000."

@@ -12,7 +12,7 @@ import pytest
 import storage
 from bot.accounts import AccountService
 from bot.catalog import Catalog
-from bot.errors import NotFound, ValidationError
+from bot.errors import NotFound, UserError, ValidationError
 from tests.storage.conftest import GUILD, T0
 
 PRO = "black-forest-labs/flux-kontext-pro"
@@ -69,29 +69,55 @@ async def test_usage_in_every_format(accounts, db):
 
 
 @pytest.mark.parametrize(
-    ("call", "message"),
+    ("call", "field", "message"),
     [
-        (lambda a: a.set_budget(GUILD, "-3"), "--usd must be an amount in USD"),
-        (lambda a: a.set_budget(GUILD, "lots"), "--usd must be an amount in USD"),
-        (lambda a: a.set_budget(GUILD, 5, "year"), "--period must be one of day, week, month"),
-        (lambda a: a.set_budget("abc", 5), "--guild must be a Discord id"),
-        (lambda a: a.set_free_quota(GUILD, "flux-9000", 3), "Unknown model"),
-        (lambda a: a.set_free_quota(GUILD, PRO, -1), "--images must be a whole number of at least 0"),
-        (lambda a: a.set_free_quota(GUILD, PRO, 3, "hour"), "day, week, month, off"),
-        (lambda a: a.set_team(GUILD, 0, "Art", 5), "--role must be a Discord id"),
-        (lambda a: a.set_team(GUILD, 5, "", 5), "--name must be 1 to 100 characters"),
-        (lambda a: a.grant(GUILD, 1, PRO, 0), "--images must be a whole number of at least 1"),
-        (lambda a: a.grant(GUILD, 0, PRO, 2), "--user must be a Discord id"),
-        (lambda a: a.usage(by="weekday"), "--by must be one of user, team, model, day"),
-        (lambda a: a.usage(since="yesterday"), "--since must be a date like 2025-01-31"),
-        (lambda a: a.usage(since="2025-03-02", until="2025-03-01"), "--until must not be before --since"),
-        (lambda a: a.refund(" "), "Give the id of the job"),
-        (lambda a: a.update_settings(1, aspect_ratio="5:4"), "aspect_ratio must be one of"),
+        (lambda a: a.set_budget(GUILD, "-3"), "usd", "usd must be an amount in USD"),
+        (lambda a: a.set_budget(GUILD, "lots"), "usd", "usd must be an amount in USD"),
+        (lambda a: a.set_budget(GUILD, "1e15"), "usd", r"usd must be at most \$1,000,000 per period"),
+        (lambda a: a.set_budget(GUILD, "1000000.01"), "usd", "usd must be at most"),
+        (lambda a: a.set_budget(GUILD, "1e999999999"), "usd", "usd must be an amount in USD"),
+        (lambda a: a.set_budget(GUILD, "1" * 25), "usd", "usd must be an amount in USD"),
+        (lambda a: a.set_team(GUILD, 5, "Art", "2e6"), "usd", "usd must be at most"),
+        (lambda a: a.set_cap(GUILD, "5000000"), "usd", "usd must be at most"),
+        (lambda a: a.set_budget(GUILD, 5, "year"), "period", "period must be one of day, week, month"),
+        (lambda a: a.set_budget("abc", 5), "guild", "guild must be a Discord id"),
+        (lambda a: a.set_budget(2**63, 5), "guild", "guild must be a Discord id"),
+        (lambda a: a.set_free_quota(GUILD, "flux-9000", 3), None, "Unknown model"),
+        (lambda a: a.set_free_quota(GUILD, PRO, -1), "images", "images must be a whole number from 0 to"),
+        (lambda a: a.set_free_quota(GUILD, PRO, 100_001), "images", "from 0 to 100,000"),
+        (lambda a: a.set_free_quota(GUILD, PRO, 3, "hour"), "period", "day, week, month, off"),
+        (lambda a: a.set_team(GUILD, 0, "Art", 5), "role", "role must be a Discord id"),
+        (lambda a: a.set_team(GUILD, 5, "", 5), "name", "name must be 1 to 100 characters"),
+        (lambda a: a.grant(GUILD, 1, PRO, 0), "images", "images must be a whole number from 1 to"),
+        (lambda a: a.grant(GUILD, 1, PRO, 10_001), "images", "from 1 to 10,000"),
+        (lambda a: a.grant(GUILD, 1, PRO, "1e15"), "images", "images must be a whole number"),
+        (lambda a: a.grant(GUILD, 0, PRO, 2), "user", "user must be a Discord id"),
+        (lambda a: a.usage(by="weekday"), "by", "by must be one of user, team, model, day"),
+        (lambda a: a.usage(since="yesterday"), "since", "since must be a date like 2025-01-31"),
+        (lambda a: a.usage(since="2025-03-02", until="2025-03-01"), "until", "until must not be before"),
+        (lambda a: a.refund(" "), None, "Give the id of the job"),
+        (lambda a: a.update_settings(1, aspect_ratio="5:4"), "aspect_ratio", "aspect_ratio must be one of"),
     ],
 )
-async def test_bad_admin_input_is_refused_clearly(accounts, call, message):
-    with pytest.raises(ValidationError, match=message):
+async def test_bad_admin_input_is_refused_clearly(accounts, call, field, message):
+    with pytest.raises(ValidationError, match=message) as caught:
         await call(accounts)
+    assert caught.value.field == field
+    if field is not None:  # each face spells the field its own way; the rest of the sentence is shared
+        flagged = caught.value.render(lambda name: "--" + name.replace("_", "-"))
+        assert flagged.startswith("--" + field.replace("_", "-") + " ")
+        assert flagged.removeprefix("--" + field.replace("_", "-")) == caught.value.user_message.removeprefix(
+            field
+        )
+
+
+async def test_the_largest_allowed_amounts_and_counts_are_taken(accounts, db):
+    config = await accounts.set_budget(GUILD, "1000000")
+    assert config.budget_micros == 1_000_000 * 1_000_000
+    await accounts.set_free_quota(GUILD, PRO, 100_000)
+    await accounts.grant(GUILD, 3, PRO, 10_000)
+    assert (await accounts.quota(3, GUILD)).to_json()["models"][PRO]["free_limit"] == 110_000
+    assert await accounts.check() == []
 
 
 async def test_admin_operations_reach_storage(accounts, db):
@@ -125,3 +151,17 @@ async def test_admin_operations_reach_storage(accounts, db):
     assert await accounts.settings(4) == settings
     assert await accounts.check() == []
     assert {e.actor_id for e in await storage.audit_log(db, GUILD)} == {7, None}
+
+
+async def test_copy_database_moves_a_server_and_words_its_refusals(db, tmp_path):
+    await storage.set_guild_budget(db, GUILD, 5_000_000, now=T0)
+    target = tmp_path / "moved.db"
+    report = await AccountService.copy_database(db.target.value, str(target))  # no service database needed
+    assert report.rows["guild_config"] == 1 and report.rows["audit"] == 1
+    with pytest.raises(UserError, match="already holds data"):
+        await AccountService.copy_database(db.target.value, str(target))
+    with pytest.raises(ValidationError, match=r"^target must be a SQLite path or a postgresql:// URL\.$"):
+        await AccountService.copy_database(db.target.value, " ")
+    with pytest.raises(ValidationError, match="not a mysql:// URL") as err:
+        await AccountService.copy_database("mysql://u@h/db", db.target.value)
+    assert err.value.field == "source"

@@ -70,6 +70,21 @@ async def test_a_reservation_waits_for_its_guild_and_not_for_others(pg, postgres
         await holder.close()
 
 
+async def test_a_settle_takes_the_same_guild_lock_computed_in_sql(pg, postgres_run):
+    # lock_job derives the key from the job's row in SQL; it must be the number lock_id() gives.
+    r = await storage.accept_job(pg, new_job(), now=T0)
+    holder = await asyncpg.connect(postgres_run.url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", lock_id(f"guild:{GUILD}"))
+        settling = asyncio.create_task(storage.complete_job(pg, r.job_id, 1, now=T0))
+        await asyncio.sleep(0.2)
+        assert not settling.done()
+        await holder.execute("SELECT pg_advisory_unlock($1)", lock_id(f"guild:{GUILD}"))
+        assert not (await asyncio.wait_for(settling, 10)).already
+    finally:
+        await holder.close()
+
+
 async def test_a_lock_held_past_the_lock_timeout_is_database_busy(postgres_run, monkeypatch):
     monkeypatch.setitem(storage.postgres.SERVER_SETTINGS, "lock_timeout", "200")
     target = postgres_run.new_target()

@@ -1,0 +1,171 @@
+"""What the account service reports, and the forms the faces show it in: text for people, CSV and
+JSON for scripts. The JSON field names are a contract (``kontext-bot quota --json``,
+``kontext-bot usage --format json``); the service that fills these is ``bot.accounts``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.money import MICROS_PER_USD, micros_to_usd
+from storage import QuotaStatus, UsageRow
+
+
+def _usd_number(micros: int | None) -> float | None:
+    """USD for JSON: a number, exact to the micro-dollar for any sum a bot will see."""
+    return None if micros is None else micros / MICROS_PER_USD
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class QuotaReport:
+    """What a user has left. ``to_json`` is the contract of ``kontext-bot quota --json``."""
+
+    status: QuotaStatus
+
+    @property
+    def resets_at(self) -> datetime:
+        return self.status.resets_at
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.status
+        return {
+            "user_id": s.user_id,
+            "guild_id": s.guild_id,
+            "models": {
+                f.model: {
+                    "free_limit": f.limit,
+                    "free_used": f.used,
+                    "free_remaining": f.remaining,
+                    "period": f.period,
+                    "resets_at": _iso(f.resets_at),
+                }
+                for f in s.free
+            },
+            "spent_usd": _usd_number(s.spent_micros),
+            "cap_usd": _usd_number(s.cap_micros),
+            "resets_at": _iso(s.resets_at),
+            "guild_budget": {
+                "budget_usd": _usd_number(s.guild.budget_micros),
+                "spent_usd": _usd_number(s.guild.spent_micros),
+                "remaining_usd": _usd_number(s.guild.remaining_micros),
+                "period": s.guild.period,
+                "resets_at": _iso(s.guild.resets_at),
+            },
+            "teams": [
+                {
+                    "name": t.name.removeprefix("team:"),
+                    "budget_usd": _usd_number(t.budget_micros),
+                    "spent_usd": _usd_number(t.spent_micros),
+                    "remaining_usd": _usd_number(t.remaining_micros),
+                    "period": t.period,
+                    "resets_at": _iso(t.resets_at),
+                }
+                for t in s.teams
+            ],
+        }
+
+    def to_text(self) -> str:
+        s = self.status
+        lines = ["Free images:"]
+        for f in s.free:
+            lines.append(
+                f"  {f.model}: {f.remaining} of {f.limit} left ({f.used} used; resets {_iso(f.resets_at)})"
+            )
+        cap = "no cap" if s.cap_micros is None else f"cap {micros_to_usd(s.cap_micros)}"
+        lines.append(
+            f"Spent this period: {micros_to_usd(s.spent_micros)} ({cap}; resets {_iso(s.cap_resets_at)})"
+        )
+        for t in s.teams:
+            lines.append(
+                f"Team {t.name.removeprefix('team:')}: {micros_to_usd(t.remaining_micros)} left of "
+                f"{micros_to_usd(t.budget_micros)} (resets {_iso(t.resets_at)})"
+            )
+        g = s.guild
+        lines.append(
+            f"Server budget: {micros_to_usd(g.remaining_micros)} left of {micros_to_usd(g.budget_micros)} "
+            f"(resets {_iso(g.resets_at)})"
+        )
+        return "\n".join(lines)
+
+
+_USAGE_COLUMNS = ("jobs", "succeeded", "images", "cost_usd", "refused", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    by: str
+    rows: tuple[UsageRow, ...]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [
+            {
+                self.by: r.key,
+                "jobs": r.jobs,
+                "succeeded": r.succeeded,
+                "images": r.images,
+                "cost_usd": _usd_number(r.cost_micros),
+                "refused": r.refused,
+                "failed": r.failed,
+                "cancelled": r.cancelled,
+            }
+            for r in self.rows
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(self.records(), indent=2)
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow((self.by, *_USAGE_COLUMNS))
+        for r in self.rows:
+            writer.writerow(
+                (
+                    r.key,
+                    r.jobs,
+                    r.succeeded,
+                    r.images,
+                    f"{r.cost_micros / MICROS_PER_USD:.6f}",
+                    r.refused,
+                    r.failed,
+                    r.cancelled,
+                )
+            )
+        return out.getvalue()
+
+    def to_table(self) -> str:
+        header = (self.by, *_USAGE_COLUMNS)
+        body = [
+            (
+                r.key,
+                r.jobs,
+                r.succeeded,
+                r.images,
+                micros_to_usd(r.cost_micros),
+                r.refused,
+                r.failed,
+                r.cancelled,
+            )
+            for r in self.rows
+        ]
+        cells = [tuple(str(c) for c in row) for row in (header, *body)]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+        def line(row: tuple[str, ...]) -> str:
+            # The key column reads left to right; numbers line up on the right.
+            return "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+
+        if not body:
+            return line(cells[0]) + "\n(no jobs in this period)"
+        return "\n".join(line(row) for row in cells)

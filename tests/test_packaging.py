@@ -1,0 +1,107 @@
+"""What is shipped: the wheel (built here, as a release would be), the Docker build context, and the
+pins that make two builds the same."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    # From a clean copy: setuptools builds in-tree, and a stale build/ there could leak old files.
+    source = tmp_path_factory.mktemp("source") / "kontext-bot"
+    junk = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "data", "out")
+    shutil.copytree(ROOT, source, ignore=junk)
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (built,) = out.glob("kontext_bot-*.whl")
+    with zipfile.ZipFile(built) as whl:
+        yield whl
+
+
+def test_the_wheel_installs_the_product_and_nothing_else(wheel):
+    names = wheel.namelist()
+    top = {n.split("/")[0] for n in names}
+    dist_info = next(t for t in top if t.endswith(".dist-info"))
+    assert top == {"bot", "cogs", "storage", dist_info}  # no top-level tests (or bench) package
+    assert "bot/cli/main.py" in names and any(n.startswith("storage/migrations/") for n in names)
+    meta = wheel.read(f"{dist_info}/METADATA").decode()
+    assert "License-Expression: MIT" in meta.splitlines()
+    assert f"{dist_info}/licenses/LICENSE" in names
+    entry_points = wheel.read(f"{dist_info}/entry_points.txt").decode()
+    assert "kontext-bot = bot.cli:main" in entry_points
+
+
+def test_the_license_is_an_spdx_string_and_setuptools_can_read_it():
+    assert PYPROJECT["project"]["license"] == "MIT"
+    (backend,) = PYPROJECT["build-system"]["requires"]
+    assert Requirement(backend).specifier.contains("77")  # the first setuptools with SPDX licenses
+    assert not Requirement(backend).specifier.contains("76.9")
+
+
+def test_ruff_is_pinned_to_the_version_ci_runs():
+    pins = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["test"]]
+    (ruff,) = [r for r in pins if r.name == "ruff"]
+    assert str(ruff.specifier) == f"=={metadata.version('ruff')}"
+
+
+def _constraints() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([0-9A-Za-z.+\-!]+)", line)
+        assert match, f"not an exact pin: {line!r}"
+        pins[canonicalize_name(match[1])] = match[2]
+    return pins
+
+
+def test_constraints_pin_every_runtime_dependency_within_its_range():
+    pins = _constraints()
+    for text in PYPROJECT["project"]["dependencies"]:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in constraints.txt: refresh it (README, Docker)"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req}"
+    # ... and their dependencies: each pinned package's own requirements are pinned too.
+    for name in pins:
+        for text in metadata.requires(name) or []:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue  # an extra, or another Python's backport
+            assert canonicalize_name(req.name) in pins, f"{name} needs {req.name}, not pinned"
+
+
+def test_the_docker_image_gets_no_tests_and_runs_as_a_numeric_user():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [p for p in ignore if p and not p.startswith("#")]
+    assert patterns[0] == "*"  # an allow-list: everything is left out unless named
+    allowed = {p[1:] for p in patterns if p.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "constraints.txt", "bot", "cogs", "storage"}
+    copies = re.findall(r"^COPY\s+(.+?)\s+\S+$", dockerfile, flags=re.M)
+    copied = {src for line in copies for src in line.split()}
+    assert copied <= allowed and "tests" not in copied and "." not in copied
+    (user,) = re.findall(r"^USER\s+(\S+)$", dockerfile, flags=re.M)
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit() and int(gid) > 0
+    assert "pip install -r constraints.txt" in dockerfile and "pip install --no-deps ." in dockerfile
