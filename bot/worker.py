@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import storage
+from bot.aio import wait_event
 from bot.errors import UserError
 from bot.execution import Done, Executor, Failed, Lost
 from bot.inputs import InputStore
@@ -212,8 +213,7 @@ class Worker:
     async def _claiming(self) -> None:
         wait = 0.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            await wait_event(self._wake, wait)
             self._wake.clear()
             wait = IDLE_POLL
             free = self.concurrency - len(self.active)
@@ -359,6 +359,5 @@ class Worker:
                     self._held.add(job.id)
                     outcome = None if job.status == "succeeded" else failure_of(job)
                     await self._finish(job, outcome)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reap_now.wait(), self.lease_s / 3)
+            await wait_event(self._reap_now, self.lease_s / 3)
             self._reap_now.clear()

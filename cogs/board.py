@@ -15,7 +15,6 @@ Intermediate states may be skipped; final states go through ``finish`` and are n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.aio import wait_event
 from bot.requests import Delivery
 from cogs.replies import NO_MENTIONS, token_gone
 from cogs.views import cancel_view
@@ -194,8 +194,7 @@ class Board:
                         return
             slot.wake.clear()
             timeout = self.bot.progress_refresh if slot.live else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(slot.wake.wait(), timeout)
+            await wait_event(slot.wake, timeout)
 
     async def _edit(self, job_id: str, slot: _Slot, text: str) -> bool:
         try:

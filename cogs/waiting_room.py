@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bot.aio import wait_event, within
 from bot.requests import Delivery
 from cogs.board import Reach
 from cogs.presenter import queued_text
@@ -67,8 +68,7 @@ class WaitingRoom:
                         await self.paint()
                 except Exception:
                     log.exception("painting the waiting room failed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._moved.wait(), self.every)
+                await wait_event(self._moved, self.every)
                 self._moved.clear()
                 await asyncio.sleep(min(self.every, 0.25))  # coalesce a burst of moves into one look
         finally:
@@ -105,8 +105,8 @@ class WaitingRoom:
                 self._edit(e.job_id, Delivery.from_json(e.delivery), text) for _, _, e, text in due[:budget]
             ]
             if edits:
-                with contextlib.suppress(TimeoutError):  # let a slow edit go: the next look retries it
-                    await asyncio.wait_for(asyncio.gather(*edits, return_exceptions=True), EDIT_TIMEOUT)
+                # A slow edit is let go (the next look retries it).
+                await within(asyncio.gather(*edits, return_exceptions=True), EDIT_TIMEOUT)
         waiting_ids = {e.job_id for e in line}
         for job_id in list(self._shown):
             if job_id not in waiting_ids:
