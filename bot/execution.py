@@ -31,7 +31,7 @@ from bot.config import Limits
 from bot.errors import UserError
 from bot.inputs import InputStore
 from bot.money import usd_to_micros
-from bot.outcomes import JobFailed, JobResult, result_of
+from bot.outcomes import JobFailed, JobResult, busy_text, result_of
 from bot.providers.base import GenerationRequest, ProviderError, ProviderOutput, RateLimited
 from bot.providers.runner import ProviderRunner
 from bot.requests import JobEvent, Stage
@@ -140,6 +140,9 @@ class Executor:
             # Back after a long stop with a task at the provider: a few polls still collect a task
             # that finished meanwhile (the job keeps the deadline it was accepted with otherwise).
             left = RESUME_GRACE
+        elif left <= 0 and (job.waiting_reason or "").startswith("provider_busy:"):
+            busy = job.waiting_reason.split(":", 1)[1]  # type: ignore[union-attr]
+            return await self._fail(job, _Busy(busy), f"provider_busy: {busy}")
         elif left <= 0:
             return await self._fail(
                 job,
@@ -287,6 +290,13 @@ class Executor:
 
 class _AdultContent(UserError):
     code = "content_refused"
+
+
+class _Busy(UserError):
+    code = "provider_busy"
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(busy_text(provider))
 
 
 def _reported_cost(output: ProviderOutput, provider: str) -> int | None:

@@ -14,7 +14,7 @@ from typing import Any
 import storage
 from bot.catalog import SANDBOX
 from bot.errors import UserError
-from bot.providers.base import OutputImage
+from bot.providers.base import OutputImage, label_of
 
 _CODE = re.compile(r"[a-z_]{2,40}")
 
@@ -56,6 +56,10 @@ class JobFailed(UserError):
         self.job_id = job_id
         self.cause = cause
         self.status = status  # as the job was recorded: "failed", "refused" or "cancelled"
+
+
+def busy_text(provider: str) -> str:
+    return f"{label_of(provider)} was still busy when this job's time ran out; please try again later."
 
 
 def timings(job: storage.Job) -> tuple[float, float]:
@@ -102,7 +106,9 @@ def failure_of(job: storage.Job) -> JobFailed:
     """The failure of a job that ended without images, from what its record says."""
     text = job.error or "The job did not finish."
     code, _, message = text.partition(": ")
-    if message and _CODE.fullmatch(code):  # stored as "<code>: <message>" (see bot/jobs.py)
+    if code == "provider_busy":  # storage names the provider; people read its name
+        message = busy_text(message)
+    if message and _CODE.fullmatch(code):  # stored as "<code>: <message>" (see bot/execution.py)
         cause = UserError(message)
         cause.code = code
     else:

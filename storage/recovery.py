@@ -39,7 +39,10 @@ def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: dat
             return "interrupted: the bot was upgraded before this job could run"
         if job.task_id and job.provider in resumable:
             return None  # handed back with its task: the next claim gives it a last look
-        return "timeout: the job waited in the queue past its deadline" if overdue else None
+        if not overdue:
+            return None
+        busy = (job.waiting_reason or "").partition("provider_busy:")[2]
+        return f"provider_busy: {busy}" if busy else "timeout: the job waited in the queue past its deadline"
     # Running. A live worker enforces the deadline itself; one stuck a full lease past it is not live.
     if not lapsed and not job.deadline_at < now - timedelta(seconds=lease_s):
         return None

@@ -51,6 +51,7 @@ from bot.providers.base import (
     ProviderError,
     ProviderOutput,
     ProviderTimeout,
+    RateLimited,
     Unavailable,
 )
 from bot.providers.parsing import scrub
@@ -130,6 +131,10 @@ class ProviderClient:
                 finished = await self._submit_and_wait(adapter, req, deadline, started, on_task, on_progress)
                 break
             except ProviderError as exc:
+                if isinstance(exc, RateLimited):
+                    # The account is busy: not this request's problem to wait out. The queue puts
+                    # the job back in line and holds the provider back for everyone (execution.py).
+                    raise
                 # Submits that did nothing, and tasks that ended failed for a passing reason
                 # (WaveSpeed 5xxx): sending the job again is the only way on, and pays once.
                 delay = self._retry_delay(exc, attempt, deadline) if exc.resend_safe else None

@@ -57,7 +57,7 @@ class Recorder:
 def settings_for(tmp: Path, emulator: ProviderEmulator, *, only: str | None = None, **limits: float):
     config = tmp / "kontext.toml"
     text = "".join(f"[providers.{p}]\npoll_interval = 0.05\n" for p in ProviderEmulator.KEYS)
-    text += "[limits]\njob_lease = 3\nshutdown_grace = 0.01\n" + "".join(
+    text += "[limits]\njob_lease = 3\nshutdown_grace = 0.01\nallow_private_results = true\n" + "".join(
         f"{k} = {v}\n" for k, v in limits.items()
     )
     config.write_text(text)

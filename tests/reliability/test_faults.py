@@ -95,12 +95,6 @@ ONCE = dict.fromkeys(ALL, 1)  # a final error: no retry, straight to the next ro
 SLOW_READ = {name: {"read_timeout": 0.2} for name in ALL}
 
 FAILING = [
-    Failing(
-        "429-retry-after",
-        everywhere("rate_limit", retry_after=0.1),
-        "Vtrix is rate limiting requests.",
-        TWICE,
-    ),
     Failing("http-503", everywhere("server_error", status=503), "Vtrix is unavailable (HTTP 503).", TWICE),
     *(
         Failing(f"http-{status}-not-resent", everywhere("server_error", status=status), unknown(told), ONCE)
@@ -311,11 +305,11 @@ async def test_without_retry_after_the_backoff_is_jittered_and_real(
 ) -> None:
     real = FakeTime(really_sleep=True)  # records each wait and really waits it
     monkeypatch.setattr("bot.services.ProviderClient", functools.partial(ProviderClient, sleep=real.sleep))
-    emulator.fault("modelverse", "rate_limit", times=-1)
+    emulator.fault("modelverse", "server_error", status=503, times=-1)  # "nothing was done": re-sent
     async with open_stack(emulator, tmp_path) as svc:
         with pytest.raises(JobFailed) as info:
             await svc.jobs.run(request(provider="modelverse"))
-        assert info.value.user_message.startswith("UModelverse is rate limiting requests. (job ")
+        assert info.value.user_message.startswith("UModelverse is unavailable (HTTP 503). (job ")
         assert (await books(svc)).problems == []
     [delay] = real.sleeps
     assert 0.375 <= delay <= 0.5  # INITIAL_BACKOFF 0.5 s less up to 25% jitter
@@ -364,12 +358,16 @@ MV_AGAIN = {"modelverse": 2, "wavespeed": 0, "vtrix": 0}
 TO_WAVESPEED = {"modelverse": 1, "wavespeed": 1, "vtrix": 0}
 RECOVERED = [
     Recovered(
+        # A busy answer puts the job back in line and holds the provider back for its Retry-After:
+        # with only that route, the job waits it out; with another route free, it goes there at once.
         "429-retry-after-honoured",
         once("modelverse", "rate_limit", retry_after=0.3),
         "modelverse",
         MV_AGAIN,
+        provider="modelverse",
         min_gap=0.3,
     ),
+    Recovered("429-spills-over", once("modelverse", "rate_limit", retry_after=5), "wavespeed", TO_WAVESPEED),
     Recovered("503-retried", once("modelverse", "server_error", status=503), "modelverse", MV_AGAIN),
     # The task may exist after these: never sent to UModelverse again; the next route serves the job.
     Recovered("reset-failed-over", once("modelverse", "connection_reset"), "wavespeed", TO_WAVESPEED),
