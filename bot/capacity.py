@@ -11,7 +11,10 @@ once and adjusts the limit from what the account says:
 - **Increase slowly, only when it could matter.** After a success, while work is waiting for this
   provider, the limit grows by one at most once per ``PROBE_INTERVAL`` (additive increase), up to the
   ceiling. A probe that fails costs one busy answer and puts the limit back.
-- **Retry-After pauses the provider for everyone**: no job is sent there until it has passed.
+- **Retry-After pauses the provider for everyone**: no job is sent there until it has passed. A busy
+  answer with nothing else running there (the account is busy with work from elsewhere) pauses it
+  for ``IDLE_BUSY_PAUSE`` too, so the queue does not ask again at once. The job that heard "busy"
+  keeps its place and may go to another route straight away.
 
 The state lives in the database (``provider_state``), so every process shares it and a restart
 remembers it. These functions are pure: storage applies them inside the transaction that reads and
@@ -27,6 +30,7 @@ from storage.queue import ProviderCapacity
 
 PROBE_INTERVAL = timedelta(seconds=60)
 MAX_PAUSE = timedelta(minutes=5)  # a provider asking for longer is still tried again after this
+IDLE_BUSY_PAUSE = 1.0  # seconds: busy with nothing of ours running there
 
 
 def initial(provider: str, ceiling: int) -> ProviderCapacity:
@@ -45,6 +49,8 @@ def on_busy(
 ) -> ProviderCapacity:
     limit = max(1, min(state.limit, open_now - 1))
     paused = state.paused_until
+    if (retry_after is None or retry_after <= 0) and open_now <= 1:
+        retry_after = IDLE_BUSY_PAUSE
     if retry_after is not None and retry_after > 0:
         until = now + min(timedelta(seconds=retry_after), MAX_PAUSE)
         paused = until if paused is None or until > paused else paused

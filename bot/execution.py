@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import storage
@@ -41,7 +41,6 @@ from storage import queue
 log = logging.getLogger(__name__)
 
 RESUME_GRACE = 15.0  # seconds a resumed job past its deadline still gets: a few polls
-MAX_BUSY_BACKOFF = 8.0  # seconds a job told "busy" waits at most before it may be claimed again
 ADULT = (
     "The provider flagged this result as adult content, which can only be posted in age-restricted channels."
 )
@@ -216,21 +215,15 @@ class Executor:
         log.warning("job %s: %s failed: %s (%s)", job.id, provider, exc.code, exc.user_message)
         now = datetime.now(UTC)
         if isinstance(exc, RateLimited) and phase != "task":
-            # The account is busy: nothing was done. Back in line (place kept) until the provider
-            # has room; the limit it just showed us holds every process back.
-            await capacity_store.adjust_capacity(
-                self.db,
-                provider,
-                ceiling=self.ceilings.get(provider, 1),
-                rule=lambda s, open_now, waiting: capacity.on_busy(s, open_now, now, exc.retry_after),
-            )
-            backoff = min(0.5 * 2 ** max(job.attempts - 1, 0), MAX_BUSY_BACKOFF)
-            if not await queue.requeue(
+            # The account is busy: nothing was done. Back in line, its place kept and no back-off
+            # of its own: the provider is what is held back (its learned limit drops, or it is
+            # paused), for every process, so the job may go to another route at once.
+            if not await queue.requeue_busy(
                 self.db,
                 job.id,
                 self.worker_id,
-                reason=f"provider_busy:{provider}",
-                not_before=now + timedelta(seconds=backoff),
+                ceiling=self.ceilings.get(provider, 1),
+                rule=lambda s, open_now, waiting: capacity.on_busy(s, open_now, now, exc.retry_after),
             ):
                 raise _Lost
             await event(Stage.WAITING)

@@ -25,11 +25,12 @@ job id) when an unfinished job was cancelled or refunded.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from storage import capacity as capacity_store
 from storage import jobs as _jobs
 from storage import ledger
 from storage import settle as money
@@ -40,6 +41,7 @@ from storage.errors import JobNotFound, QueueFull
 from storage.jobs import CANCEL_CHANNEL, RouteChoice
 from storage.periods import from_db, to_db, utc
 
+Rule = Callable[..., ProviderCapacity]  # (state, open_now=..., waiting=...) -> state
 QUEUE_CHANNEL = "kontext_queue"
 PAGE = 100  # candidates read per step of a claim
 
@@ -195,12 +197,15 @@ async def _claim(
             for job, r in granted
         ],
     )
-    next_at = from_db(
+    held_back = from_db(
         await conn.fetchval(
             "SELECT min(not_before) FROM jobs WHERE status = 'queued' AND not_before > :now",
             {"now": to_db(now)},
         )
     )
+    # A paused provider resumes on its own: the worker should look again then, not at its idle poll.
+    resumes = [c.paused_until for c in caps.values() if c.paused(now)]
+    next_at = min([t for t in (held_back, *resumes) if t is not None], default=None)
     claimed = [
         replace(
             job,
@@ -314,6 +319,27 @@ async def _requeue(
     )
     conn.notify(QUEUE_CHANNEL)
     return True
+
+
+async def _requeue_busy(
+    conn: Conn, job_id: str, worker: str, ceiling: int, rule: Rule, now: datetime
+) -> bool:
+    row = await conn.fetchone(f"SELECT provider FROM jobs WHERE {_MINE}", {"id": job_id, "w": worker})
+    if row is None:
+        return False
+    # In the same transaction as the requeue, while this job still counts as open there: busy
+    # answers arriving together then walk the limit down one by one instead of all seeing the same.
+    await capacity_store._adjust(conn, row["provider"], ceiling, rule, now)
+    return await _requeue(conn, job_id, worker, None, None, f"provider_busy:{row['provider']}", False, now)
+
+
+async def requeue_busy(
+    db: Database, job_id: str, worker: str, *, ceiling: int, rule: Rule, now: datetime | None = None
+) -> bool:
+    """The provider said it was busy: apply ``rule`` to its learned capacity (as
+    storage.capacity.adjust_capacity does) and put the job back in line, its place kept, in one
+    transaction. False: the job is no longer this worker's."""
+    return await db.write(_requeue_busy, job_id, worker, ceiling, rule, utc(now))
 
 
 async def requeue(
