@@ -169,18 +169,16 @@ async def bot_worker(
     url: str, n: int, reps: int, variants: tuple[str, ...] = VARIANTS, profile: str | None = None
 ) -> dict[str, Any]:
     """Run ``reps`` rounds of n jobs; each round runs every variant once, in turn (see the module
-    docstring). The swaps reach into JobService.dispatcher and ProviderClient._http: bench only."""
-    from bot.dispatch import Dispatcher
-
+    docstring). The swaps reach into ProviderClient._http: bench only. "lifted" is the shipped
+    queue with the worker's concurrency at N (the queue has no separate running cap any more)."""
     from bot.services import HTTP_LIMITS, open_services
 
     limits = {"max_queue": max(500, n), "max_running": max(256, n)}  # what an operator sets for N at once
     out: dict[str, Any] = {v: [] for v in variants}
     with temp_settings(url, max_concurrency=max(n, 8), limits=limits) as settings:
         async with open_services(settings) as svc, contextlib.AsyncExitStack() as stack:
-            shipped = svc.jobs.dispatcher
-            lifted = Dispatcher(max_running=n, per_user=shipped.per_user, max_queue=shipped.max_queue)
-            out["max_running"] = shipped.max_running
+            shipped = svc.worker.concurrency
+            out["max_running"] = shipped
             provider_client = svc.runner.client
             plain_http = provider_client._http
             stack.callback(setattr, provider_client, "_http", plain_http)
@@ -207,7 +205,7 @@ async def bot_worker(
                 pools["aiohttp"] = _AiohttpPool(await stack.enter_async_context(session))
 
             def use(name: str) -> None:
-                svc.jobs.dispatcher = shipped if name == "shipped" else lifted
+                svc.worker.concurrency = shipped if name == "shipped" else max(shipped, n)
                 provider_client._http = provider_client._results._http = pools[name]
 
             user = 1_000

@@ -68,6 +68,7 @@ async def _job(svc: Any, template: bytes, i: int) -> None:
 
 async def worker(url: str, jobs: int, settle_seconds: float = 0.5, give_up: float = 120.0) -> dict[str, Any]:
     from bot.services import open_services
+    from storage.waiting import depth
 
     template = camera_jpeg()
     with temp_settings(url, max_concurrency=SLOTS, limits={"max_queue": max(500, jobs)}) as settings:
@@ -78,7 +79,7 @@ async def worker(url: str, jobs: int, settle_seconds: float = 0.5, give_up: floa
                 t0 = time.perf_counter()
                 tasks = [asyncio.create_task(_job(svc, template, i)) for i in range(jobs)]
                 deadline = time.monotonic() + give_up
-                while svc.dispatcher.running + svc.dispatcher.waiting < jobs:
+                while sum((await depth(svc.db)).values()) < jobs:
                     if any(t.done() for t in tasks):
                         failed = next(t for t in tasks if t.done())
                         failed.result()  # a job that ended early: show why

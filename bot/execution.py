@@ -36,7 +36,7 @@ from bot.providers.base import GenerationRequest, ProviderError, ProviderOutput,
 from bot.providers.runner import ProviderRunner
 from bot.requests import JobEvent, Stage
 from storage import capacity as capacity_store
-from storage import queue
+from storage import leases
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +125,9 @@ class Executor:
         try:
             if phase == "submitting" and not job.task_id:
                 error = "interrupted: the bot stopped while the provider was working on this job"
-                await queue.fail(self.db, job.id, self.worker_id, status="failed", error=error)
+                await leases.fail(self.db, job.id, self.worker_id, status="failed", error=error)
             else:
-                await queue.release(self.db, self.worker_id, [job.id])
+                await leases.release(self.db, self.worker_id, [job.id])
         except Exception:
             log.exception("job %s: could not hand it back while stopping", job.id)
 
@@ -160,7 +160,7 @@ class Executor:
 
         async def on_task(task_id: str) -> None:
             phase[0] = "task"
-            if not await queue.set_task(self.db, job.id, self.worker_id, task_id):
+            if not await leases.set_task(self.db, job.id, self.worker_id, task_id):
                 raise _Lost
 
         async def on_progress(progress: float | None) -> None:
@@ -218,7 +218,7 @@ class Executor:
             # The account is busy: nothing was done. Back in line, its place kept and no back-off
             # of its own: the provider is what is held back (its learned limit drops, or it is
             # paused), for every process, so the job may go to another route at once.
-            if not await queue.requeue_busy(
+            if not await leases.requeue_busy(
                 self.db,
                 job.id,
                 self.worker_id,
@@ -233,7 +233,7 @@ class Executor:
         # provider may still make (and bill) the images.
         unknown = getattr(exc, "outcome_unknown", False)
         if exc.failover and untried and job.deadline_at > now and not unknown:
-            if not await queue.requeue(self.db, job.id, self.worker_id, tried=provider, reason="failover"):
+            if not await leases.requeue(self.db, job.id, self.worker_id, tried=provider, reason="failover"):
                 raise _Lost
             await event(Stage.FAILOVER)
             return Requeued("failover")
@@ -241,7 +241,7 @@ class Executor:
 
     async def _fail(self, job: storage.Job, exc: UserError, error: str | None = None) -> Outcome:
         status = "refused" if is_refusal(exc) else "failed"
-        if not await queue.fail(
+        if not await leases.fail(
             self.db, job.id, self.worker_id, status=status, error=error or error_text(exc)
         ):
             raise _Lost
@@ -254,7 +254,7 @@ class Executor:
         if job.delivery is not None:  # kept until delivered, so a restart can still post them
             refs = await self.inputs.put_many([img.data for img in output.images])
         delivered = len(output.images)
-        settlement = await queue.settle(
+        settlement = await leases.settle(
             self.db,
             job.id,
             self.worker_id,

@@ -35,7 +35,7 @@ from bot.inputs import InputStore
 from bot.outcomes import JobFailed, JobResult, failure_of, result_of
 from bot.providers.base import OutputImage
 from bot.requests import JobEvent
-from storage import queue, recovery
+from storage import leases, queue, recovery
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class Worker:
             if outcome is None:
                 outcome = await self._stored_result(job)
             posted = await target.finish(job, outcome)
-            await queue.delivered(
+            await leases.delivered(
                 self.db,
                 job.id,
                 channel_id=posted.channel_id if posted else None,
@@ -326,7 +326,7 @@ class Worker:
             if not held:
                 continue
             try:
-                statuses = await queue.renew(self.db, self.id, held, lease_s=self.lease_s)
+                statuses = await leases.renew(self.db, self.id, held, lease_s=self.lease_s)
             except Exception:
                 log.exception("renewing leases failed")
                 continue

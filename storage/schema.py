@@ -32,9 +32,11 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "audit": ("id",),
     "guild_channels": ("guild_id", "channel_id"),
     "user_settings": ("user_id",),
+    "provider_state": ("provider",),  # what each provider account was learned to run at once
 }
 DERIVED_TABLES = ("balances",)
-META_TABLES = ("schema_version",)  # PostgreSQL's record of the migrations applied; not data
+# Not data: PostgreSQL's record of the migrations applied, and the roles live processes hold now.
+META_TABLES = ("schema_version", "roles")
 
 
 def migrations_dir(dialect: str) -> Path:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import storage
+from storage.schema import latest_version
 from tests.cli_support import run_cli
 from tests.storage.conftest import GUILD, T0, new_job
 
@@ -91,7 +92,10 @@ async def test_the_db_commands_on_postgresql_show_no_password(tmp_path, pg_url):
         assert code == 0, err
         assert PASSWORD not in out + err
     migrate = results[0][1]
-    assert migrate.startswith("Database postgresql://postgres:[redacted]@") and "schema version 1" in migrate
+    assert (
+        migrate.startswith("Database postgresql://postgres:[redacted]@")
+        and f"schema version {latest_version('postgres')}" in migrate
+    )
     assert "The books balance" in results[1][1]
     # db backup of PostgreSQL: a portable SQLite file, checked like a copy.
     code, out, err = await run_cli("db", "backup", f"{tmp_path}/nightly/", env=env, cwd=tmp_path)

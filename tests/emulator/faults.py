@@ -44,7 +44,7 @@ _ON = frozenset({"on"})
 _OPTIONS = MappingProxyType(
     {
         "rate_limit": _ON | {"retry_after"},
-        "server_error": _ON | {"status", "code"},
+        "server_error": _ON | {"status", "code", "retry_after"},
         "connection_reset": _ON,
         "hang": _ON | {"seconds"},
         "malformed_json": _ON,
@@ -172,4 +172,6 @@ async def gateway_answer(
         status, code = api.balance
         return api.error(status, code, "Insufficient account balance", rid)
     status = int(opts.get("status", 500))
-    return api.error(status, api.server_code(status, opts), f"Upstream error ({status})", rid)
+    retry_after = opts.get("retry_after")  # a 503 may say when to come back too
+    headers = {} if retry_after is None else {"Retry-After": seconds_text(retry_after)}
+    return api.error(status, api.server_code(status, opts), f"Upstream error ({status})", rid, headers)

@@ -318,6 +318,9 @@ async def test_discord_edit_refuses_bad_attachments_privately(
     )
     await rec.wait_for(lambda r: any(told in m.content for m in r.messages), timeout=20)
     (message,) = [m for m in rec.messages if told in m.content]
-    assert message.ephemeral and "not charged" in message.content
+    # Refused before anything was recorded: a reference to quote, and no word about money.
+    assert (
+        message.ephemeral and f"(reference {rec.id})" in message.content and "charged" not in message.content
+    )
     assert await stack.svc.jobs.history(DISCORD_MEMBER, stack.fake.guild_id) == []
     assert [r for r in emulator.requests if r.provider != "files"] == []

@@ -11,7 +11,7 @@ import pytest
 
 import storage
 from storage import Conn, open_database
-from storage.schema import migration_files, migrations_dir, split_statements
+from storage.schema import latest_version, migration_files, migrations_dir, split_statements
 from tests.storage.conftest import T0, new_job
 
 
@@ -24,10 +24,12 @@ async def test_reopening_keeps_data_and_version(db_target):
 
 
 def _migrations(tmp_path, dialect: str, *extra: str):
+    """This release's migrations, then ``extra`` ones numbered after them."""
     folder = tmp_path / f"migrations-{dialect}"
     folder.mkdir(exist_ok=True)
-    shutil.copy(migrations_dir(dialect) / "0001_init.sql", folder / "0001_init.sql")
-    for number, sql in enumerate(extra, start=2):
+    for source in migrations_dir(dialect).glob("*.sql"):
+        shutil.copy(source, folder / source.name)
+    for number, sql in enumerate(extra, start=latest_version(dialect) + 1):
         (folder / f"{number:04d}_step.sql").write_text(sql)
     return folder
 
@@ -59,7 +61,7 @@ async def test_an_older_database_upgrades_in_place(db_target, tmp_path):
         "ALTER TABLE jobs ADD COLUMN note TEXT;\nCREATE TABLE extra (x INTEGER);\n-- a trailing comment\n",
     )
     async with await open_database(db_target, migrations=newer) as db:
-        assert await storage.schema_version(db) == 2
+        assert await storage.schema_version(db) == latest_version(dialect) + 1
         job = await storage.get_job(db, reservation.job_id)  # the old rows survive the upgrade
         assert job is not None and job.status == "queued"
         assert "extra" in await _tables(db)
@@ -74,9 +76,10 @@ async def test_a_failing_migration_is_rolled_back_whole(db_target, tmp_path):
     )
     with pytest.raises(storage.MigrationFailed) as failed:
         await open_database(db_target, migrations=broken)
-    assert (failed.value.migration, failed.value.version) == ("0002_step.sql", 1)
+    step = f"{latest_version(dialect) + 1:04d}_step.sql"
+    assert (failed.value.migration, failed.value.version) == (step, latest_version(dialect))
     async with await open_database(db_target) as db:
-        assert await storage.schema_version(db) == 1
+        assert await storage.schema_version(db) == latest_version(dialect)
         assert "half_done" not in await _tables(db)
 
 
@@ -96,7 +99,7 @@ async def test_a_newer_database_is_refused_and_left_untouched(db_target):
         tables = await _tables(db)
     with pytest.raises(storage.SchemaTooNew) as err:
         await open_database(db_target)
-    assert (err.value.found, err.value.known) == (99, 1)
+    assert (err.value.found, err.value.known) == (99, latest_version(_dialect(db_target)))
     # SQLite's file is compared byte for byte in test_sqlite.py; here: nothing was migrated.
     if _dialect(db_target) == "postgres":
         import asyncpg
@@ -117,7 +120,8 @@ async def test_processes_starting_at_once_migrate_exactly_once(db_target):
     # applies 0001 under the lock, the others wait, re-read the version and apply nothing.
     opened = await asyncio.gather(*(open_database(db_target) for _ in range(4)))
     try:
-        assert [await storage.schema_version(db) for db in opened] == [1, 1, 1, 1]
+        latest = latest_version(_dialect(db_target))
+        assert [await storage.schema_version(db) for db in opened] == [latest] * 4
         await storage.accept_job(opened[0], new_job(), now=T0)
         assert len(await storage.list_jobs(opened[3])) == 1
         assert await storage.check(opened[1], now=T0) == []

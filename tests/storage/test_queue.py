@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 import storage
-from storage import capacity, queue, recovery, roles, waiting
+from storage import capacity, leases, queue, recovery, roles, waiting
 from tests.storage.conftest import GUILD, PRICE, T0, new_job
 
 WS = queue.RouteChoice("wavespeed", "wavespeed-ai/flux-kontext-pro", PRICE)
@@ -84,23 +84,23 @@ async def test_a_paused_or_throttled_provider_gets_nothing_until_it_has_room(db)
     second = await put(db, 2, at=later(31))
     assert await claim(db, at=later(32)) == []  # learned limit 1, one running
     assert (await capacity.capacities(db))[0].limit == 1
-    await queue.settle(db, jid, "w1", images_delivered=1, actual_micros=None, now=later(33))
+    await leases.settle(db, jid, "w1", images_delivered=1, actual_micros=None, now=later(33))
     assert await claim(db, at=later(34)) == [second]
 
 
 async def test_only_the_lease_holder_settles_refunds_or_requeues(db):
     jid = await put(db, 1)
     assert await claim(db, "w1") == [jid]
-    assert await queue.set_task(db, jid, "w2", "t-1") is False
-    assert await queue.settle(db, jid, "w2", images_delivered=1, actual_micros=None) is None
-    assert await queue.fail(db, jid, "w2", status="failed", error="x: y") is False
-    assert await queue.requeue(db, jid, "w2") is False
-    assert await queue.set_task(db, jid, "w1", "t-1") is True
-    s = await queue.settle(db, jid, "w1", images_delivered=1, actual_micros=None, result_refs=["r1"])
+    assert await leases.set_task(db, jid, "w2", "t-1") is False
+    assert await leases.settle(db, jid, "w2", images_delivered=1, actual_micros=None) is None
+    assert await leases.fail(db, jid, "w2", status="failed", error="x: y") is False
+    assert await leases.requeue(db, jid, "w2") is False
+    assert await leases.set_task(db, jid, "w1", "t-1") is True
+    s = await leases.settle(db, jid, "w1", images_delivered=1, actual_micros=None, result_refs=["r1"])
     assert s is not None and s.status == "succeeded"
     job = await storage.get_job(db, jid)
     assert (job.lease_owner, job.result_refs, job.delivered_at) == ("w1", ("r1",), None)
-    await queue.delivered(db, jid, channel_id=7, message_id=99, now=later(5))
+    await leases.delivered(db, jid, channel_id=7, message_id=99, now=later(5))
     job = await storage.get_job(db, jid)
     assert (job.lease_owner, job.delivered_at, job.posted_message_id) == (None, later(5), 99)
     assert await storage.check(db) == []
@@ -110,13 +110,13 @@ async def test_a_requeued_job_keeps_its_place_and_skips_the_provider_that_failed
     first = await put(db, 1, at=later(0), routes=(WS, VX))
     second = await put(db, 2, at=later(1), routes=(WS, VX))
     assert await claim(db, n=1, at=later(2)) == [first]
-    assert await queue.requeue(db, first, "w1", tried="wavespeed", reason="failover", now=later(3))
+    assert await leases.requeue(db, first, "w1", tried="wavespeed", reason="failover", now=later(3))
     assert (await waiting.positions(db))[first] == 1  # still ahead of the younger job
     got = await queue.claim(db, "w1", max_jobs=1, per_user=3, ceilings=CEILINGS, now=later(4))
     assert [(j.id, j.provider) for j in got.jobs] == [(first, "vtrix")]
     # Held back by a busy provider: not claimable before not_before, place kept.
     assert await claim(db, n=1, at=later(5)) == [second]
-    assert await queue.requeue(
+    assert await leases.requeue(
         db, second, "w1", reason="provider_busy:wavespeed", not_before=later(20), now=later(6)
     )
     got = await queue.claim(db, "w1", max_jobs=5, per_user=3, ceilings=CEILINGS, now=later(7))
@@ -132,7 +132,7 @@ async def test_cancel_refunds_at_once_and_the_worker_can_no_longer_settle(db):
     assert await claim(db) == [jid]
     before = await queue.cancel(db, jid, actor=1, error="cancelled: by the member", now=later(1))
     assert before is not None and before.status == "running"
-    assert await queue.settle(db, jid, "w1", images_delivered=1, actual_micros=None) is None
+    assert await leases.settle(db, jid, "w1", images_delivered=1, actual_micros=None) is None
     job = await storage.get_job(db, jid)
     assert (job.status, job.reservation) == ("cancelled", "refunded")
     assert await queue.cancel(db, jid, error="cancelled: again") is None
@@ -147,7 +147,7 @@ async def test_renew_extends_held_leases_and_reports_what_was_lost(db):
     a, b = await put(db, 1), await put(db, 2)
     assert sorted(await claim(db, "w1", lease_s=30)) == sorted([a, b])
     await queue.cancel(db, b, error="cancelled: x", now=later(1))
-    statuses = await queue.renew(db, "w1", [a, b, "gone0000000"], lease_s=30, now=later(10))
+    statuses = await leases.renew(db, "w1", [a, b, "gone0000000"], lease_s=30, now=later(10))
     assert statuses == {a: "running", b: "cancelled"}
     assert (await storage.get_job(db, a)).lease_expires_at == later(40)
 
@@ -157,7 +157,7 @@ async def test_reap_resumes_polling_jobs_refunds_the_rest_and_leases_the_untold(
     synchronous = await put(db, 2, at=later(1), routes=(queue.RouteChoice("modelverse", "m", PRICE),))
     stale = await put(db, 3, at=later(2))
     await claim(db, "dead", lease_s=30, at=later(3), ceilings={"wavespeed": 5, "modelverse": 5})
-    await queue.set_task(db, polled, "dead", "task-9", now=later(4))
+    await leases.set_task(db, polled, "dead", "task-9", now=later(4))
     # Still leased: a live worker's jobs are never touched.
     early = await recovery.reap(db, "w2", resumable=["wavespeed"], lease_s=30, now=later(20))
     assert (early.requeued, early.refunded, early.finish) == ([], [], [])
@@ -201,8 +201,8 @@ async def test_a_full_queue_refuses_before_anything_is_recorded(db):
 async def test_stopping_hands_jobs_back_resumable_by_task_id(db):
     a, b = await put(db, 1), await put(db, 2)
     await claim(db, "w1")
-    await queue.set_task(db, a, "w1", "task-a")
-    assert sorted(await queue.release(db, "w1", [a, b, "unknown0000"])) == sorted([a, b])
+    await leases.set_task(db, a, "w1", "task-a")
+    assert sorted(await leases.release(db, "w1", [a, b, "unknown0000"])) == sorted([a, b])
     ja, jb = await storage.get_job(db, a), await storage.get_job(db, b)
     assert (ja.status, ja.task_id, ja.provider) == ("queued", "task-a", "wavespeed")
     assert (jb.status, jb.task_id, jb.provider) == ("queued", None, None)

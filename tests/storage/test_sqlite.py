@@ -13,6 +13,7 @@ import pytest
 import storage
 import storage.sqlite
 from storage import Conn, open_database
+from storage.schema import latest_version
 from tests.storage.conftest import T0, new_job
 
 
@@ -28,7 +29,7 @@ async def _pragmas(conn: Conn) -> list[int]:
 async def test_fresh_database_is_migrated_in_wal_with_foreign_keys(tmp_path):
     path = tmp_path / "deep" / "dir" / "k.db"  # the parent directory is created
     async with await open_database(path) as db:
-        assert await storage.schema_version(db) == 1
+        assert await storage.schema_version(db) == latest_version("sqlite")
         assert await db.read(_pragmas) == [1, 10_000]
         assert await db.write(_pragmas) == [1, 10_000]
     assert _pragma(path, "journal_mode") == "wal"
