@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -31,3 +32,43 @@ async def within(awaitable: Awaitable[T], timeout: float) -> T | None:  # noqa: 
             return await awaitable
     except TimeoutError:
         return None
+
+
+class LineGate:
+    """Who may change the line of waiting jobs, and who may show it.
+
+    Enqueues and claims change the line, many at once (``changing``). Showing positions reads the
+    line and sends the edits (``showing``), alone: while it runs no job joins or leaves the line in
+    this process, so a position on screen is the one the job had when the edit reached Discord.
+    A waiting shower goes before new changers, so a steady stream of claims cannot starve it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._changers = 0
+        self._showing = False
+
+    @contextlib.asynccontextmanager
+    async def changing(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._showing)
+            self._changers += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._changers -= 1
+                self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def showing(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._showing)
+            self._showing = True
+            await self._cond.wait_for(lambda: self._changers == 0)
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._showing = False
+                self._cond.notify_all()

@@ -185,15 +185,16 @@ class JobService:
             deadline_s=self.limits.job_deadline,
         )
         try:
-            reservation = await queue.enqueue(
-                self.db,
-                new,
-                routes=[queue.RouteChoice(r.provider, r.provider_model, r.price_micros) for r in routes],
-                delivery=None if delivery is None else delivery.to_json(),
-                pinned_to=self.worker.id if pinned else None,
-                lease_s=self.limits.job_lease,
-                max_queue=self.limits.max_queue,
-            )
+            async with self.worker.line_gate.changing():  # the waiting room shows a settled line
+                reservation = await queue.enqueue(
+                    self.db,
+                    new,
+                    routes=[queue.RouteChoice(r.provider, r.provider_model, r.price_micros) for r in routes],
+                    delivery=None if delivery is None else delivery.to_json(),
+                    pinned_to=self.worker.id if pinned else None,
+                    lease_s=self.limits.job_lease,
+                    max_queue=self.limits.max_queue,
+                )
         except queue.QueueFull as exc:
             raise QueueFull(
                 f"The queue is full ({exc.waiting} waiting). Please try again in a few minutes."

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import storage
-from bot.aio import wait_event
+from bot.aio import LineGate, wait_event
 from bot.errors import UserError
 from bot.execution import Done, Executor, Failed, Lost
 from bot.inputs import InputStore
@@ -131,9 +131,8 @@ class Worker:
         self._held: set[str] = set()  # leases renewed: jobs running, waiting (pinned) or being told here
         self._telling: set[str] = set()
         self._wake = asyncio.Event()
-        # Held while this worker claims. The waiting room holds it while it shows positions, so a
-        # position on screen is never made stale by a claim between reading the line and the edit.
-        self.claim_gate = asyncio.Lock()
+        # Claims and enqueues change the line; the waiting room shows it (bot.aio.LineGate).
+        self.line_gate = LineGate()
         self._reap_now = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -220,7 +219,7 @@ class Worker:
             if free <= 0:
                 continue
             try:
-                async with self.claim_gate:
+                async with self.line_gate.changing():
                     claimed = await queue.claim(
                         self.db,
                         self.id,

@@ -2,11 +2,15 @@
 
 One process at a time paints the waiting room (it holds the ``waiting-room`` role in the database;
 any process can take over when the holder dies). It reads the queue in the order claims serve it
-and edits the messages whose place changed, with three bounds: a message is edited only when what
-it shows changes, at most once every ``bot.progress_every`` seconds; at most ``rate`` edits per
-second in all, however deep the queue (the messages not shown longest go first, so nobody's place
-goes stale for ever); and never while a claim is being made in this process (the worker's claim
-gate), so a position shown is the position the job had when its edit reached Discord.
+and edits the messages whose place changed, with three bounds:
+
+- a message is edited only when what it shows changes, at most once every ``bot.progress_every``
+  seconds;
+- updates are at most ``rate`` per second in all, however deep the queue, the messages not shown
+  longest going first, so nobody's place goes stale for ever (a new job's first place is part of
+  accepting it, one edit per arriving job on its own interaction token, and is not held back);
+- never while a job joins or leaves the line in this process (the worker's line gate), so a place
+  shown is the place the job had when its edit reached Discord.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.aio import wait_event, within
+from bot.aio import wait_event
 from bot.requests import Delivery
 from cogs.board import Reach
 from cogs.presenter import queued_text
@@ -32,9 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLE = "waiting-room"
-EVERY = 2.0  # seconds between two looks at the line, at most (sooner when it moves)
-RATE = 4.0  # position edits per second, all messages together
-EDIT_TIMEOUT = 2.0  # a position edit slower than this is let go (the next look retries it)
+EVERY = 1.0  # seconds between two looks at the line, at most (sooner when it moves)
+RATE = 5.0  # position edits per second, all messages together, however deep the line
+BURST = 10  # edits one look may send after a quiet spell (a burst of new jobs' first places)
+EDIT_HOLD = 0.5  # seconds claims wait for this look's edits; a slower edit finishes on its own
 
 
 class WaitingRoom:
@@ -45,15 +50,20 @@ class WaitingRoom:
         owner: str,
         every: float = EVERY,
         rate: float = RATE,
+        burst: int = BURST,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bot = bot
         self.owner = owner
         self.every = every
         self.rate = rate
+        self.burst = burst
         self.clock = clock
         self._shown: dict[str, tuple[str, float]] = {}  # job id -> (text, when)
+        self._tokens = float(burst)
+        self._stamp = clock()
         self._moved = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
         self.edits = 0
 
     def moved(self) -> None:
@@ -79,17 +89,23 @@ class WaitingRoom:
         self.moved()
 
     async def admit(self, job_id: str, delivery: Delivery) -> None:
-        """A job this process just queued: show its place at once."""
-        async with self.bot.services.worker.claim_gate:
-            waiting = {w.job_id: w for w in await line_store.waiting(self.bot.services.db)}
-            entry = waiting.get(job_id)
-            if entry is not None:
-                await self._edit(job_id, delivery, self._text(entry))
+        """A job this process just queued: its first place goes out with the next look (at once
+        when the line is quiet), ahead of updates to places already on screen."""
+        self.moved()
+
+    def _allowance(self) -> int:
+        """Edits this look may send: a token bucket of ``rate`` per second, ``burst`` at most."""
+        now = self.clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        return int(self._tokens)
 
     async def paint(self) -> None:
-        now = self.clock()
+        """One look at the line: edit the messages whose place changed, longest unchanged first.
+        Claims and enqueues in this process wait meanwhile (bot.aio.LineGate)."""
         spacing = self.bot.progress_every
-        async with self.bot.services.worker.claim_gate:
+        async with self.bot.services.worker.line_gate.showing():
+            now = self.clock()
             line = await line_store.waiting(self.bot.services.db)
             due = []
             for entry in line:
@@ -99,14 +115,21 @@ class WaitingRoom:
                 shown, when = self._shown.get(entry.job_id, (None, float("-inf")))
                 if text != shown and now - when >= spacing:
                     due.append((when, entry.position, entry, text))
-            due.sort(key=lambda d: (d[0], d[1]))  # longest unchanged first, then the front of the line
-            budget = max(1, int(self.rate * self.every))
-            edits = [
-                self._edit(e.job_id, Delivery.from_json(e.delivery), text) for _, _, e, text in due[:budget]
+            # A new job's first place is part of accepting it (one edit per job that arrives, on
+            # its own interaction token): never held back. Updates share the rate, stalest first.
+            first = [d for d in due if d[0] == float("-inf")]
+            updates = sorted((d for d in due if d[0] != float("-inf")), key=lambda d: (d[0], d[1]))
+            chosen = first + updates[: self._allowance()]
+            self._tokens -= len(chosen) - len(first)
+            sending = [
+                asyncio.create_task(self._edit(e.job_id, Delivery.from_json(e.delivery), text))
+                for _, _, e, text in chosen
             ]
-            if edits:
-                # A slow edit is let go (the next look retries it).
-                await within(asyncio.gather(*edits, return_exceptions=True), EDIT_TIMEOUT)
+            self._sending.update(sending)
+            for task in sending:
+                task.add_done_callback(self._sending.discard)
+            if sending:
+                await asyncio.wait(sending, timeout=EDIT_HOLD)
         waiting_ids = {e.job_id for e in line}
         for job_id in list(self._shown):
             if job_id not in waiting_ids:
