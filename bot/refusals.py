@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.money import micros_to_usd
+from bot.money import price, total
 from storage import Refusal
 
 
@@ -18,10 +18,10 @@ def refusal_text(refusal: Refusal) -> str:
     this job: 2 image(s) with m would cost $0.08. Free images left: 1 of 1 (resets ...). ..." """
     parts = [
         f"Not enough quota for this job: {refusal.images} image(s) with {refusal.model} would cost "
-        f"{micros_to_usd(refusal.estimate_micros)}."
+        f"{price(refusal.estimate_micros)}."
     ]
     for short in refusal.shortfalls:
-        left, limit, resets = micros_to_usd(short.left), micros_to_usd(short.limit), when(short.resets_at)
+        left, limit, resets = total(short.left), total(short.limit), when(short.resets_at)
         if short.kind == "free":
             if short.limit > 0:
                 parts.append(f"Free images left: {short.left} of {short.limit} (resets {resets}).")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.money import MICROS_PER_USD, micros_to_usd
+from bot.money import MICROS_PER_USD, total
 from storage import QuotaStatus, UsageRow
 
 
@@ -80,18 +80,16 @@ class QuotaReport:
             lines.append(
                 f"  {f.model}: {f.remaining} of {f.limit} left ({f.used} used; resets {_iso(f.resets_at)})"
             )
-        cap = "no cap" if s.cap_micros is None else f"cap {micros_to_usd(s.cap_micros)}"
-        lines.append(
-            f"Spent this period: {micros_to_usd(s.spent_micros)} ({cap}; resets {_iso(s.cap_resets_at)})"
-        )
+        cap = "no cap" if s.cap_micros is None else f"cap {total(s.cap_micros)}"
+        lines.append(f"Spent this period: {total(s.spent_micros)} ({cap}; resets {_iso(s.cap_resets_at)})")
         for t in s.teams:
             lines.append(
-                f"Team {t.name.removeprefix('team:')}: {micros_to_usd(t.remaining_micros)} left of "
-                f"{micros_to_usd(t.budget_micros)} (resets {_iso(t.resets_at)})"
+                f"Team {t.name.removeprefix('team:')}: {total(t.remaining_micros)} left of "
+                f"{total(t.budget_micros)} (resets {_iso(t.resets_at)})"
             )
         g = s.guild
         lines.append(
-            f"Server budget: {micros_to_usd(g.remaining_micros)} left of {micros_to_usd(g.budget_micros)} "
+            f"Server budget: {total(g.remaining_micros)} left of {total(g.budget_micros)} "
             f"(resets {_iso(g.resets_at)})"
         )
         return "\n".join(lines)
@@ -150,7 +148,7 @@ class UsageReport:
                 r.jobs,
                 r.succeeded,
                 r.images,
-                micros_to_usd(r.cost_micros),
+                total(r.cost_micros),
                 r.refused,
                 r.failed,
                 r.cancelled,

@@ -28,7 +28,7 @@ from bot.accounts import USAGE_GROUPS, usage_window
 from bot.catalog import ASPECT_RATIOS
 from bot.charts import daily_series, spend_chart_png
 from bot.errors import UserError
-from bot.money import micros_to_usd
+from bot.money import total as total_text
 from cogs.account_embeds import (
     history_embed,
     models_embed,
@@ -218,7 +218,7 @@ class AccountCog(commands.Cog):
         total = sum(r.cost_micros for r in report.rows)
         jobs = sum(r.jobs for r in report.rows)
         content = (
-            f"**Usage {label}, by {by}**: {jobs} job(s), {micros_to_usd(total)} spent "
+            f"**Usage {label}, by {by}**: {jobs} job(s), {total_text(total)} spent "
             f"(what the provider bills, free images included).\n```\n{usage_table(report)}\n```"
         )
         legend = who_is_who(report)

@@ -10,7 +10,8 @@ import discord
 
 from bot.accounts import UsageReport
 from bot.catalog import SANDBOX, Model, Route
-from bot.money import micros_to_usd
+from bot.money import price as price_text
+from bot.money import total
 from cogs.replies import model_short, safe_text
 
 if TYPE_CHECKING:
@@ -60,20 +61,20 @@ def quota_embed(status: QuotaStatus, labels: dict[str, str], guild_name: str | N
                 f"resets {_when(f.resets_at)}"
             )
     embed.add_field(name="Free images", value=_clip("\n".join(lines) or "—", 1024), inline=False)
-    spent = micros_to_usd(status.spent_micros)
+    spent = total(status.spent_micros)
     if status.cap_micros is None:
         paid = f"{spent} this period · no spending cap"
     else:
         left = max(0, status.cap_micros - status.spent_micros)
         paid = (
-            f"{spent} of your {micros_to_usd(status.cap_micros)} cap · {micros_to_usd(left)} left, "
+            f"{spent} of your {total(status.cap_micros)} cap · {total(left)} left, "
             f"resets {_when(status.cap_resets_at)}"
         )
     embed.add_field(name="Your paid images", value=paid, inline=False)
     if status.teams:
         team_lines = [
-            f"**{safe_text(t.name.removeprefix('team:'), 60)}**: {micros_to_usd(t.remaining_micros)} left "
-            f"of {micros_to_usd(t.budget_micros)} per {t.period}, resets {_when(t.resets_at)}"
+            f"**{safe_text(t.name.removeprefix('team:'), 60)}**: {total(t.remaining_micros)} left "
+            f"of {total(t.budget_micros)} per {t.period}, resets {_when(t.resets_at)}"
             for t in status.teams
         ]
         embed.add_field(name="Your teams", value=_clip("\n".join(team_lines), 1024), inline=False)
@@ -82,7 +83,7 @@ def quota_embed(status: QuotaStatus, labels: dict[str, str], guild_name: str | N
         server = "no budget for paid images (only free images, unless a team pays)"
     else:
         server = (
-            f"{micros_to_usd(g.remaining_micros)} left of {micros_to_usd(g.budget_micros)} per {g.period}, "
+            f"{total(g.remaining_micros)} left of {total(g.budget_micros)} per {g.period}, "
             f"resets {_when(g.resets_at)}"
         )
     embed.add_field(name="Server budget", value=server, inline=False)
@@ -108,7 +109,7 @@ def models_embed(bot: KontextBot, free: dict[str, tuple[int, int, str]], guild: 
         elif routes[0].provider == SANDBOX:
             price = "free (sandbox)"
         else:
-            price = f"{micros_to_usd(routes[0].price_micros)} per image via {routes[0].provider}"
+            price = f"{price_text(routes[0].price_micros)} per image via {routes[0].provider}"
         limit, left, period = free.get(m.id, (m.free_quota, m.free_quota, "month"))
         free_text = f"{left} of {limit} free per {period}" if limit else "no free images"
         lines = [
@@ -135,7 +136,7 @@ def _job_cost(job: Job) -> str:
         return "not charged"
     if job.reservation in ("refunded", "reversed"):
         return "refunded"
-    cost = micros_to_usd(job.actual_micros or 0)
+    cost = price_text(job.actual_micros or 0)
     if job.provider == SANDBOX:
         return "free (sandbox)"
     payer = job.charged_to or ""

@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot.accounts import FREE_QUOTA_PERIODS, PERIODS, AccountService, GuildSettings
 from bot.errors import UserError
-from bot.money import micros_to_usd
+from bot.money import price, total
 from cogs.choices import catalog_choices
 from cogs.replies import NO_MENTIONS, can_manage, model_short, reply_error, safe_text
 
@@ -84,14 +84,14 @@ def overview_embed(settings: GuildSettings, labels: dict[str, str]) -> discord.E
     embed = discord.Embed(title="Kontext settings for this server", colour=discord.Colour.blurple())
     embed.add_field(
         name="Server budget",
-        value=f"{micros_to_usd(c.budget_micros)} {_per(c.budget_period)}"
+        value=f"{total(c.budget_micros)} {_per(c.budget_period)}"
         if c.budget_micros
         else "none (no paid images unless a team pays)",
         inline=False,
     )
     embed.add_field(
         name="Per-member cap",
-        value=f"{micros_to_usd(c.cap_micros)} {_per(c.cap_period)}" if c.cap_micros is not None else "none",
+        value=f"{total(c.cap_micros)} {_per(c.cap_period)}" if c.cap_micros is not None else "none",
         inline=False,
     )
     quotas = [
@@ -105,7 +105,7 @@ def overview_embed(settings: GuildSettings, labels: dict[str, str]) -> discord.E
         inline=False,
     )
     teams = [
-        f"<@&{t.role_id}> → **{safe_text(t.name, 60)}**: {micros_to_usd(t.budget_micros)} {_per(t.period)}"
+        f"<@&{t.role_id}> → **{safe_text(t.name, 60)}**: {total(t.budget_micros)} {_per(t.period)}"
         + (" (retired)" if t.budget_micros == 0 else "")
         for t in settings.teams
     ]
@@ -170,7 +170,7 @@ class AdminCog(
             text = "Server budget set to $0: only free images and team budgets pay for jobs now."
         else:
             text = (
-                f"Server budget set to {micros_to_usd(config.budget_micros)} {_per(config.budget_period)}. "
+                f"Server budget set to {total(config.budget_micros)} {_per(config.budget_period)}. "
                 "It pays for images after a member's free quota and team budgets."
             )
         await self._say(interaction, text)
@@ -205,7 +205,7 @@ class AdminCog(
         else:
             text = (
                 f"{role.mention} is team **{safe_text(team.name, 100)}** with "
-                f"{micros_to_usd(team.budget_micros)} {_per(team.period)}. Its members' paid images are "
+                f"{total(team.budget_micros)} {_per(team.period)}. Its members' paid images are "
                 "charged to it before the server budget."
             )
         await self._say(interaction, text)
@@ -232,7 +232,7 @@ class AdminCog(
             text = "No per-member cap: members may spend whatever the team and server budgets allow."
         else:
             text = (
-                f"Each member may now spend at most {micros_to_usd(config.cap_micros)} "
+                f"Each member may now spend at most {total(config.cap_micros)} "
                 f"{_per(config.cap_period)} from team and server budgets."
             )
         await self._say(interaction, text)
@@ -351,7 +351,7 @@ class AdminCog(
                 if payer == "guild"
                 else payer or "its payer"
             )
-            back.append(f"{micros_to_usd(result.returned_micros)} back to {to}")
+            back.append(f"{price(result.returned_micros)} back to {to}")
         if result.returned_images:
             owner = f"<@{job.user_id}>" if job and job.user_id else "the member"
             back.append(f"{result.returned_images} free image(s) back to {owner}")

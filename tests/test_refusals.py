@@ -82,5 +82,5 @@ def test_the_sentence_is_built_from_the_figures_alone():
     assert refusal_text(refusal) == (
         "Not enough quota for this job: 3 image(s) with x would cost $0.12. "
         "Free images left: 0 of 5 (resets 2025-04-01 00:00 UTC). "
-        "Server budget: $0.048612 left of $0.10 (resets 2025-03-13 00:00 UTC)."
+        "Server budget: $0.05 left of $0.10 (resets 2025-03-13 00:00 UTC)."  # totals to the cent
     )

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bot.cli.common import EXIT_OK, Handler, print_json, services_for_reading
-from bot.money import micros_to_usd
+from bot.money import price, total
 
 if TYPE_CHECKING:
     from bot.accounts import AccountService
@@ -65,7 +65,7 @@ def admin_command(fn: Callable[[AccountService, argparse.Namespace], Awaitable[s
 @admin_command
 async def budget(acc: AccountService, args: argparse.Namespace) -> str:
     config = await acc.set_budget(args.guild, args.usd, args.period)
-    return f"Guild {args.guild}: budget {micros_to_usd(config.budget_micros)} per {args.period}."
+    return f"Guild {args.guild}: budget {total(config.budget_micros)} per {args.period}."
 
 
 @admin_command
@@ -81,14 +81,14 @@ async def team(acc: AccountService, args: argparse.Namespace) -> str:
     made = await acc.set_team(args.guild, args.role, args.name, args.usd, args.period)
     return (
         f"Guild {args.guild}: team {made.name} (role {args.role}) has "
-        f"{micros_to_usd(made.budget_micros)} per {args.period}."
+        f"{total(made.budget_micros)} per {args.period}."
     )
 
 
 @admin_command
 async def cap(acc: AccountService, args: argparse.Namespace) -> str:
     config = await acc.set_cap(args.guild, args.usd, args.period)
-    limit = "no cap" if config.cap_micros is None else f"cap {micros_to_usd(config.cap_micros)}"
+    limit = "no cap" if config.cap_micros is None else f"cap {total(config.cap_micros)}"
     return f"Guild {args.guild}: per-member {limit} per {args.period}."
 
 
@@ -105,6 +105,6 @@ async def refund(acc: AccountService, args: argparse.Namespace) -> str:
     if done.already:
         return f"Job {args.job_id} had nothing left to refund."
     return (
-        f"Refunded job {args.job_id}: {micros_to_usd(done.returned_micros)} "
+        f"Refunded job {args.job_id}: {price(done.returned_micros)} "
         f"and {done.returned_images} free image(s) given back."
     )

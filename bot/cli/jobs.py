@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bot.catalog import SANDBOX
 from bot.cli.common import EXIT_OK, UsageError, print_json
 from bot.errors import UserError
-from bot.money import micros_to_usd
+from bot.money import micros_to_usd, price
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -111,7 +111,7 @@ async def generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(summary(result, paths))
         return EXIT_OK
-    paid = f"{micros_to_usd(result.cost_micros)} charged to {result.charged_to}"
+    paid = f"{price(result.cost_micros)} charged to {result.charged_to}"
     if result.free_remaining is not None:
         paid += f", {result.free_remaining} free image(s) left"
     print(

@@ -223,7 +223,7 @@ async def test_refund_returns_the_money_once(make_stack, emulator):
     assert (await quota(stack)).guild.spent_micros == MAX_PRICE
 
     rec = await admin(stack, "refund", {"job_id": job.id, "reason": "blurry"})
-    assert f"Refunded job `{job.id}`: $0.097223 back to the server budget" in shown(rec)
+    assert f"Refunded job `{job.id}`: $0.0972 back to the server budget" in shown(rec)  # a price: 4 decimals
     assert (await quota(stack)).guild.spent_micros == 0
     entry = (await audit(stack))[0]
     assert (entry.action, entry.actor_id, entry.details["reason"]) == ("refund", ADMIN, "blurry")
