@@ -34,7 +34,8 @@ from bot.providers.registry import build_adapters
 from bot.providers.runner import ProviderRunner
 from bot.storage_errors import worded
 from bot.worker import Worker, new_worker_id
-from storage.db import Database, open_database
+from storage.db import Database
+from storage.opening import open_database
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from storage.audit import AuditEntry, audit_log
 from storage.check import check
 from storage.conn import Conn
 from storage.copy import CopyReport, backup, copy_database
-from storage.db import Database, Listening, open_database, schema_version
+from storage.db import Database, Listening, schema_version
 from storage.errors import (
     CopyMismatch,
     DatabaseBusy,
@@ -92,6 +92,7 @@ from storage.jobs import (
     unfinished_jobs,
 )
 from storage.ledger import Refusal, Shortfall, grant_free_images
+from storage.opening import open_database
 from storage.periods import PERIODS, Period, period_at
 from storage.reports import BudgetStatus, FreeStatus, QuotaStatus, UsageRow, quota_status, usage
 from storage.settle import Refund, Reservation, Settlement, accept_job, complete_job, fail_job, refund_job

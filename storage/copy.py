@@ -34,8 +34,9 @@ from typing import Any
 from storage import sqlite
 from storage.check import problems
 from storage.conn import Conn, placeholders
-from storage.db import Database, open_database
+from storage.db import Database
 from storage.errors import CopyMismatch, SameDatabase, TargetNotEmpty
+from storage.opening import open_database
 from storage.periods import utc
 from storage.schema import DATA_TABLES, DERIVED_TABLES
 from storage.targets import Target, parse_target
