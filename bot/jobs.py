@@ -14,19 +14,22 @@ import random
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import storage
 from bot import images
-from bot.catalog import Catalog, Model, Route, ValidatedJob
+from bot.catalog import SANDBOX, Catalog, Model, Route, ValidatedJob
 from bot.config import Limits
 from bot.errors import UserError
 from bot.execution import error_text
 from bot.inputs import InputStore
 from bot.outcomes import JobFailed, JobResult
+from bot.providers.base import label_of
 from bot.requests import DEFAULT_MODEL, Delivery, InputLoader, JobEvent, JobRequest, Stage
 from bot.storage_errors import speaks_for_storage
 from bot.worker import EventSink, Worker
+from storage import capacity as capacity_store
 from storage import queue
 
 if TYPE_CHECKING:
@@ -41,6 +44,28 @@ SEED_RANGE = 2**31  # seeds the bot picks itself; small enough to read and type 
 
 class QueueFull(UserError):
     code = "queue_full"
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """How much of a provider the queue uses now: its learned limit under the configured ceiling."""
+
+    provider: str
+    limit: int
+    ceiling: int
+    learned: bool  # False: never busy yet, so the ceiling is all we know
+    paused_until: datetime | None
+    busy_total: int
+
+    def describe(self) -> str:
+        """One line for people: "WaveSpeedAI: 2 at once (learned; at most 8), 6 busy answers"."""
+        how = "learned" if self.learned else "not busy yet"
+        text = f"{label_of(self.provider)}: {self.limit} at once ({how}; at most {self.ceiling})"
+        if self.busy_total:
+            text += f", {self.busy_total} busy answer{'s' if self.busy_total != 1 else ''} so far"
+        if self.paused_until is not None:
+            text += f", paused until {self.paused_until:%H:%M:%S} UTC"
+        return text
 
 
 @dataclass(frozen=True)
@@ -265,6 +290,22 @@ class JobService:
         """The job ran but nobody received its images (the CLI could not write them): give back
         what it was charged."""
         return await storage.refund_job(self.db, job_id, reason=reason)
+
+    async def providers(self) -> list[ProviderStatus]:
+        """Each enabled provider's learned limit and pause, shared by every process (issue 16)."""
+        learned = {c.provider: c for c in await capacity_store.capacities(self.db)}
+        now = datetime.now(UTC)
+        out = []
+        for name, ceiling in self.worker.ceilings.items():
+            if name == SANDBOX:
+                continue
+            c = learned.get(name)
+            if c is None:
+                out.append(ProviderStatus(name, ceiling, ceiling, False, None, 0))
+            else:
+                paused = c.paused_until if c.paused(now) else None
+                out.append(ProviderStatus(name, min(c.limit, ceiling), ceiling, True, paused, c.busy_total))
+        return out
 
     async def get(self, job_id: str) -> storage.Job | None:
         return await storage.get_job(self.db, job_id)

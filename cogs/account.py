@@ -117,7 +117,9 @@ class AccountCog(commands.Cog):
             await reply_error(interaction, exc)
             return
         await interaction.response.send_message(
-            embed=models_embed(self.bot, free, interaction.guild_id is not None),
+            embed=models_embed(
+                self.bot, free, interaction.guild_id is not None, await self.bot.services.jobs.providers()
+            ),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )

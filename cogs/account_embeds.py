@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from cogs.replies import model_short, safe_text
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
+    from bot.jobs import ProviderStatus
     from storage import Job, QuotaStatus, UserSettings
 
 COLOUR = discord.Colour.blurple()
@@ -92,8 +94,14 @@ def quota_embed(status: QuotaStatus, labels: dict[str, str], guild_name: str | N
     return embed
 
 
-def models_embed(bot: KontextBot, free: dict[str, tuple[int, int, str]], guild: bool) -> discord.Embed:
-    """``free``: model id -> (limit, remaining, period) for this member."""
+def models_embed(
+    bot: KontextBot,
+    free: dict[str, tuple[int, int, str]],
+    guild: bool,
+    providers: Sequence[ProviderStatus] = (),
+) -> discord.Embed:
+    """``free``: model id -> (limit, remaining, period) for this member; ``providers``: what each
+    provider runs at once now (its learned limit, and whether it is paused)."""
     svc = bot.services
     enabled = set(svc.jobs.enabled)
     embed = discord.Embed(title="Models", colour=COLOUR)
@@ -102,7 +110,13 @@ def models_embed(bot: KontextBot, free: dict[str, tuple[int, int, str]], guild: 
             "No provider key is set: every model runs in the free **sandbox**, which makes "
             "placeholder images."
         )
-    for m in svc.settings.catalog.models[:25]:
+    if providers:
+        embed.add_field(
+            name="Providers right now",
+            value=_clip("\n".join(p.describe() for p in providers), 1024),
+            inline=False,
+        )
+    for m in svc.settings.catalog.models[:24]:
         routes = routes_of(m, enabled)
         if not routes:
             price = "not available (no enabled provider serves it)"

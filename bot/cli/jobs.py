@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.catalog import SANDBOX
-from bot.cli.common import EXIT_OK, UsageError, print_json
+from bot.cli.common import EXIT_OK, UsageError, print_json, services_for_reading
 from bot.errors import UserError
 from bot.money import micros_to_usd, price
 
@@ -142,7 +142,8 @@ def summary(result: JobResult, paths: list[str]) -> dict[str, Any]:
 
 
 async def models(args: argparse.Namespace, settings: Settings) -> int:
-    """The catalog as configured; reads no database."""
+    """The catalog as configured, and what each provider runs at once now (read from the database
+    when it exists; never created by this command)."""
     enabled = set(settings.enabled_providers)
     listed: list[dict[str, Any]] = []
     for m in settings.catalog.models:
@@ -167,11 +168,33 @@ async def models(args: argparse.Namespace, settings: Settings) -> int:
                 ],
             }
         )
+    async with services_for_reading(settings) as (svc, _missing):
+        providers = await svc.jobs.providers()
     if args.json:
-        print_json({"sandbox_only": settings.sandbox_only, "models": listed})
+        print_json(
+            {
+                "sandbox_only": settings.sandbox_only,
+                "models": listed,
+                "providers": [
+                    {
+                        "provider": p.provider,
+                        "limit": p.limit,
+                        "max_concurrency": p.ceiling,
+                        "learned": p.learned,
+                        "paused_until": p.paused_until.isoformat() if p.paused_until else None,
+                        "busy_answers": p.busy_total,
+                    }
+                    for p in providers
+                ],
+            }
+        )
         return EXIT_OK
     if settings.sandbox_only:
         print("No provider key is set: every model runs on the free local sandbox.\n")
+    for p in providers:
+        print(p.describe())
+    if providers:
+        print()
     for m in listed:
         print(f"{m['id']}  [{m['kind']}]  free {m['free_quota']}/user/month")
         params = ", ".join(f"{k} ({v['allowed']})" for k, v in m["parameters"].items())

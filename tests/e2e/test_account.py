@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
+from storage import capacity
 from tests.e2e.conftest import ADMIN, ART_ROLE, MEMBER, OTHER
 from tests.fake_discord import InteractionRecord
 
@@ -93,14 +96,29 @@ async def test_models_lists_the_catalog_with_prices_and_no_key(make_stack, emula
     rec = await answered(await stack.fake.slash("models", user_id=MEMBER))
     assert rec.ephemeral
     (embed,) = rec.original.embeds
-    assert len(embed["fields"]) == 8
+    assert len(embed["fields"]) == 1 + 8  # what each provider runs at once, then the models
     text = shown(rec)
+    assert "WaveSpeedAI: 8 at once (not busy yet; at most 8)" in text
     assert "`black-forest-labs/flux-kontext-max/multi`" in text
     assert "Free: 5 of 5 free per month" in text and "no free images" in text
     assert "per image via modelverse" in text and "sandbox" not in text
     raw = json.dumps(rec.original.payload)
     for key in emulator.keys.values():
         assert key not in raw
+
+
+async def test_models_show_what_each_provider_was_learned_to_run_and_its_pause(make_stack, emulator):
+    stack = await make_stack(emulator)
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    await capacity.adjust_capacity(
+        stack.svc.db,
+        "wavespeed",
+        ceiling=8,
+        rule=lambda s, open_now, waiting: replace(s, limit=2, paused_until=later, busy_total=6),
+    )
+    text = shown(await answered(await stack.fake.slash("models", user_id=MEMBER)))
+    learned = "WaveSpeedAI: 2 at once (learned; at most 8), 6 busy answers so far"
+    assert f"{learned}, paused until {later:%H:%M:%S} UTC" in text
 
 
 async def test_models_in_sandbox_mode_says_so(make_stack):

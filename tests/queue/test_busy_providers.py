@@ -8,6 +8,7 @@ read a clock: the issue sets its targets in rounds of L)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from bot.config import load_settings
 from bot.jobs import JobFailed, JobRequest
 from bot.services import open_services
 from storage import capacity
+from tests.cli_support import run_cli
 from tests.emulator import ProviderEmulator, make_png
 
 PRO = "black-forest-labs/flux-kontext-pro"
@@ -60,9 +62,21 @@ async def test_ten_jobs_on_an_account_that_runs_two_all_arrive_at_the_accounts_o
         assert (learned.provider, learned.limit, learned.ceiling) == ("wavespeed", 2, 8)
         assert learned.busy_total == account.busy
         assert await storage.check(svc.db) == []
-    # Remembered: the next process starts from what this one learned.
+    # Remembered: the next process starts from what this one learned, and both faces show it.
     async with open_services(settings_for(tmp_path, emulator, ("wavespeed",))) as svc:
         assert [c.limit for c in await capacity.capacities(svc.db)] == [2]
+    env = {
+        "KONTEXT_DB": str(tmp_path / "k.db"),
+        "KONTEXT_CONFIG": str(tmp_path / "kontext.toml"),
+        **{k: v for k, v in emulator.env().items() if not k.startswith(("VTRIX", "MODELVERSE"))},
+    }
+    code, out, _ = await run_cli("models", "--json", env=env, cwd=tmp_path)
+    assert code == 0
+    (ws,) = json.loads(out)["providers"]
+    assert (ws["provider"], ws["limit"], ws["max_concurrency"], ws["learned"]) == ("wavespeed", 2, 8, True)
+    assert ws["busy_answers"] == account.busy
+    code, out, _ = await run_cli("models", env=env, cwd=tmp_path)
+    assert "WaveSpeedAI: 2 at once (learned; at most 8)" in out
 
 
 async def test_with_a_second_provider_free_the_overflow_goes_there_at_once(tmp_path, emulator):
