@@ -95,6 +95,22 @@ class QuotaReport:
         return "\n".join(lines)
 
 
+# /usage by team groups jobs by who paid; the table says it in words (CSV and JSON keep the keys).
+_PAYERS = {
+    "free": "free images",
+    "guild": "server budget",
+    "operator": "operator (CLI)",
+    "sandbox": "sandbox (free)",
+    "-": "nobody (refused)",
+}
+
+
+def payer_label(key: str) -> str:
+    if key.startswith("team:"):
+        return f"team {key[5:]}"
+    return _PAYERS.get(key, key)
+
+
 _USAGE_COLUMNS = ("jobs", "succeeded", "images", "cost_usd", "refused", "failed", "cancelled")
 
 
@@ -141,10 +157,10 @@ class UsageReport:
         return out.getvalue()
 
     def to_table(self) -> str:
-        header = (self.by, *_USAGE_COLUMNS)
+        header = ("paid by" if self.by == "team" else self.by, *_USAGE_COLUMNS)
         body = [
             (
-                r.key,
+                payer_label(r.key) if self.by == "team" else r.key,
                 r.jobs,
                 r.succeeded,
                 r.images,

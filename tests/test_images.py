@@ -340,3 +340,14 @@ def test_placeholder_blends_in_the_first_input_and_survives_garbage() -> None:
     centre = Image.open(io.BytesIO(with_input)).convert("RGB").getpixel((128, 128))
     assert max(centre) < max(Image.open(io.BytesIO(plain)).convert("RGB").getpixel((128, 128)))
     assert render_placeholder("edit", 7, 256, 256, [b"not an image"]) == plain
+
+
+def test_a_combine_placeholder_shows_every_input() -> None:
+    # Four inputs of four colours: each colour shows in its own column across the middle.
+    colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0)]
+    photos = [encode(solid((200, 200), c), "PNG") for c in colours]
+    img = Image.open(io.BytesIO(render_placeholder("combine", 3, 512, 256, photos))).convert("RGB")
+    for i, colour in enumerate(colours):
+        pixel = img.getpixel((i * 128 + 64, 128))
+        strongest = max(range(3), key=lambda c: pixel[c])
+        assert colour[strongest] == 250, (i, pixel)

@@ -27,7 +27,8 @@ def render_placeholder(
     prompt: str, seed: int, width: int, height: int, inputs: Sequence[bytes] = ()
 ) -> bytes:
     """A deterministic PNG that says SANDBOX, shows prompt and seed over a seed-coloured gradient,
-    with the first input (if any) blended in. Marked with the PNG text ``kontext-bot: sandbox``."""
+    with every input blended in side by side (a combine of four shows all four). Marked with the
+    PNG text ``kontext-bot: sandbox``."""
     if not (1 <= width <= _PLACEHOLDER_MAX_SIDE and 1 <= height <= _PLACEHOLDER_MAX_SIDE):
         raise ValueError(f"placeholder size {width}x{height} out of range")
     rng = random.Random(seed)  # a local generator: same seed, same colours, no global state
@@ -38,8 +39,8 @@ def render_placeholder(
         Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), mask
     )
 
-    if inputs:
-        _blend_thumbnail(img, inputs[0])
+    for i, data in enumerate(inputs):
+        _blend_thumbnail(img, data, i, len(inputs))
 
     draw = ImageDraw.Draw(img)
     side = min(width, height)
@@ -85,10 +86,12 @@ def _font_size(font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> float:
     return float(getattr(font, "size", 11))
 
 
-def _blend_thumbnail(canvas: Image.Image, data: bytes) -> None:
-    """Blend a thumbnail of ``data`` into the canvas centre. A bad input is skipped, not fatal:
-    the sandbox stands in for a provider, and validation happened before."""
-    box = (max(1, canvas.width // 2), max(1, canvas.height // 2))
+def _blend_thumbnail(canvas: Image.Image, data: bytes, index: int = 0, count: int = 1) -> None:
+    """Blend a thumbnail of ``data`` into the ``index``-th of ``count`` equal columns across the
+    canvas middle. A bad input is skipped, not fatal: the sandbox stands in for a provider, and
+    validation happened before."""
+    column = canvas.width // max(1, count)
+    box = (max(1, min(column - 4, canvas.width // 2)), max(1, canvas.height // 2))
     try:
         identify(data, max_pixels=Limits().max_input_pixels)
         thumb, orientation = decode(data, draft_to=box)
@@ -97,7 +100,8 @@ def _blend_thumbnail(canvas: Image.Image, data: bytes) -> None:
         return
     thumb = orient(to_rgb_or_rgba(thumb), orientation).convert("RGB")
     thumb.thumbnail(box, Image.Resampling.BICUBIC)
-    x, y = (canvas.width - thumb.width) // 2, (canvas.height - thumb.height) // 2
+    x = index * column + (column - thumb.width) // 2
+    y = (canvas.height - thumb.height) // 2
     region = canvas.crop((x, y, x + thumb.width, y + thumb.height))
     canvas.paste(Image.blend(region, thumb, 0.7), (x, y))
 

@@ -242,6 +242,8 @@ async def test_usage_by_model_and_day_over_every_window(make_stack):
             assert header.startswith(f"{by},jobs,")
     text = shown(rec)
     assert "**Usage all time, by team**" in text and "free" in text
+    # Who paid, in words: no bare "free" or "-" keys in the table (the CSV keeps them for scripts).
+    assert "paid by" in text and "nobody (refused)" not in text
 
 
 async def test_usage_is_not_opened_to_everyone_by_a_server_wide_team(make_stack):
