@@ -182,6 +182,10 @@ async def test_a_job_that_outlives_its_token_is_posted_in_the_channel_mentioning
     assert msg.allowed_mentions == {"users": [MEMBER], "parse": []}  # the requester only
     job_id = job_id_of(msg)
     await until(lambda: posted_as(stack, job_id, msg.id))
+    # The reply answers the job's own message, which no longer says "Generating" or offers Cancel.
+    assert msg.payload["message_reference"]["message_id"] == str(rec.original.id)
+    await rec.wait_for(lambda r: r.original.content.startswith("✅ Finished"))
+    assert not rec.original.custom_ids
 
     # A failure after the token expired is told the same way, with the job id and the refund.
     emulator.fault("*", "bad_key", times=-1)

@@ -240,6 +240,9 @@ async def test_sync_run_edit_reroll_then_restart_and_the_old_buttons_still_work(
 
             done = await fake.until(rec, "files")  # the interrupted job, finished in its own message
             assert custom_ids(done["original"])[0] == f"kx:reroll:{in_flight}"
+            fields = {f["name"]: f["value"] for f in done["original"]["payload"]["embeds"][0]["fields"]}
+            assert fields["Requested by"] == f"<@{MEMBER}>"  # named, after a restart too
+            assert fields["Time"] != "0.0s"  # the real times, from the job's record
             assert await count_submits(http, emu_url) == submits + 1  # only the Re-roll's
             assert await bot.stop(signal.SIGINT) == 0, bot.tail()  # Ctrl-C stops it cleanly too
             assert (await recorded_job(env, in_flight)).status == "succeeded"
