@@ -45,11 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COLOUR = discord.Colour.blurple()
-ALL_CHOICE = "all"
 HISTORY_LIMIT = 10
-TABLE_CHARS = 1350  # the usage table, in a message of at most 2000 characters
-WHO_CHARS = 450  # the user legend under it
 WINDOW_LABELS = {
     "today": "today",
     "week": "this week",
@@ -66,14 +62,6 @@ WINDOW_CHOICES = [
 ]
 BY_CHOICES = [app_commands.Choice(name=f"by {g}", value=g) for g in USAGE_GROUPS]
 ASPECT_CHOICES = [app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS]
-STATUS_ICONS = {
-    "succeeded": "✅",
-    "failed": "❌",
-    "refused": "🚫",
-    "cancelled": "✖️",
-    "queued": "⏳",
-    "running": "🎨",
-}
 
 
 # --- helpers shared with cogs/admin.py -------------------------------------------------------------

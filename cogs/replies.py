@@ -7,7 +7,6 @@ piece of member-typed text shown back goes through ``safe_text``.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import discord
@@ -98,16 +97,11 @@ def is_admin(interaction: discord.Interaction) -> bool:
     return perms.administrator or perms.manage_guild or perms.manage_messages
 
 
-def for_discord(message: str) -> str:
-    """AccountService names what was wrong as the CLI spells it (``--usd``); slash options have no
-    dashes, so ``--usd`` becomes ``usd``, the option the member just filled in."""
-    return re.sub(r"(?<![\w-])--([a-z][a-z_]*)", r"\1", message)
-
-
 async def reply_error(interaction: discord.Interaction, error: UserError | str) -> None:
     """A private refusal, before or after the interaction was answered."""
+    # A ValidationError names the option it is about as the slash command spells it (its field).
     text = user_error_text(error) if isinstance(error, UserError) else "⚠️ " + error
-    await answer_privately(interaction, for_discord(text))
+    await answer_privately(interaction, text)
 
 
 def can_manage(interaction: discord.Interaction) -> bool:
