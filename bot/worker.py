@@ -344,7 +344,13 @@ class Worker:
     async def _reaping(self) -> None:
         while True:
             try:
-                reaped = await recovery.reap(self.db, self.id, resumable=self.resumable, lease_s=self.lease_s)
+                reaped = await recovery.reap(
+                    self.db,
+                    self.id,
+                    resumable=self.resumable,
+                    lease_s=self.lease_s,
+                    tell=self.observer is not None,
+                )
             except Exception:
                 log.exception("recovering abandoned jobs failed")
             else:

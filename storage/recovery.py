@@ -54,7 +54,7 @@ def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: dat
 
 
 async def _reap(
-    conn: Conn, worker: str, resumable: frozenset[str], lease_s: float, limit: int, now: datetime
+    conn: Conn, worker: str, resumable: frozenset[str], lease_s: float, limit: int, tell: bool, now: datetime
 ) -> Reaped:
     at = to_db(now)
     requeued, refunded = [], []
@@ -81,6 +81,8 @@ async def _reap(
             refunded.append(job.id)
     if requeued:
         conn.notify(QUEUE_CHANNEL)
+    if not tell:  # this process cannot reach Discord (a CLI): leave the telling to one that can
+        return Reaped(requeued, refunded, [])
     # Finished but never told (the worker died between settling and posting, or someone else
     # cancelled a queued job): lease them to this process, which tells the member.
     untold = await conn.fetchall(
@@ -105,10 +107,12 @@ async def reap(
     resumable: Iterable[str],
     lease_s: float = 30.0,
     limit: int = 200,
+    tell: bool = True,
     now: datetime | None = None,
 ) -> Reaped:
     """Take over what dead workers left: a running job whose lease expired goes back to the queue
     when its provider task can be polled again (``resumable`` providers, with a task id, before its
     deadline), else it is refunded; a CLI job whose command died, and a job that waited past its
-    deadline, are refunded. Finished jobs whose members were never told are leased to ``worker``."""
-    return await db.write(_reap, worker, frozenset(resumable), lease_s, limit, utc(now))
+    deadline, are refunded. Finished jobs whose members were never told are leased to ``worker``
+    (only when it can ``tell`` them: a process with a face)."""
+    return await db.write(_reap, worker, frozenset(resumable), lease_s, limit, tell, utc(now))

@@ -213,3 +213,12 @@ async def test_only_one_process_holds_a_role_until_it_lapses(db):
     assert not await roles.hold_role(db, "waiting-room", "p2", ttl=10, now=later(5))
     assert await roles.hold_role(db, "waiting-room", "p1", ttl=10, now=later(5))  # kept by renewing
     assert await roles.hold_role(db, "waiting-room", "p2", ttl=10, now=later(16))
+
+
+async def test_a_process_with_no_face_leaves_the_telling_to_one_that_has_one(db):
+    jid = await put(db, 1, at=T0, deadline_s=60)
+    reaped = await recovery.reap(db, "cli", resumable=["wavespeed"], tell=False, now=later(61))
+    assert reaped.refunded == [jid] and reaped.finish == []
+    assert (await storage.get_job(db, jid)).lease_owner is None
+    told = await recovery.reap(db, "bot", resumable=["wavespeed"], now=later(62))
+    assert [j.id for j in told.finish] == [jid]
