@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import discord
 import yarl
+from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
@@ -40,6 +42,19 @@ def point_discord_at(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
+class AnsweringTree(app_commands.CommandTree):
+    """The command tree, keeping the commands being answered (``KontextBot.answering``): a stopping
+    gateway lets them finish, so a member's job is either queued and acknowledged or never taken."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        task = asyncio.current_task()
+        answering: set[asyncio.Task[Any]] = getattr(self.client, "answering", set())
+        if task is not None:
+            answering.add(task)
+            task.add_done_callback(answering.discard)
+        return True
+
+
 class KontextBot(commands.Bot):
     """``run_jobs``: this process runs queued jobs (``kontext-bot run`` without --no-worker, and
     ``kontext-bot worker``); ``commands``: it serves the slash commands (it has the gateway)."""
@@ -64,9 +79,11 @@ class KontextBot(commands.Bot):
             intents=intents,
             allowed_mentions=NO_MENTIONS,  # prompts never ping anyone
             help_command=None,
+            tree_cls=AnsweringTree,
             **options,
         )
         self.services = services
+        self.answering: set[asyncio.Task[Any]] = set()  # slash commands being answered (AnsweringTree)
         self.run_jobs = run_jobs
         self.commands_enabled = commands_enabled
         self.deliver = deliver  # sync only registers commands: nothing is shown or run
@@ -79,14 +96,23 @@ class KontextBot(commands.Bot):
             await self.load_extension(ext)
 
     async def close(self) -> None:
-        # Running jobs get the shutdown grace to finish; what cannot is handed back to the queue
+        # Commands half answered finish first (their jobs are queued, their members told). Running
+        # jobs get the shutdown grace to finish; what cannot is handed back to the queue
         # (resumable by its task id), so the next worker picks it up. Delivery needs the HTTP
         # session, so the worker stops before the client does.
-        await self.services.worker.stop(self.services.settings.limits.shutdown_grace)
+        grace = self.services.settings.limits.shutdown_grace
+        if self.answering:
+            await asyncio.wait(set(self.answering), timeout=max(grace, 5.0))
+        await self.services.worker.stop(grace)
         await super().close()
 
 
-# --- what the CLI's `run` and `sync` call: the Discord side of them, so the CLI imports no discord ---
+class ShardedKontextBot(KontextBot, commands.AutoShardedBot):
+    """The gateway over shards (``kontext-bot run --shard-count N --shard-ids ...``): each process
+    connects only its shards; Discord sends each guild's events on shard (guild_id >> 22) % N."""
+
+
+# --- what the CLI's run, worker and sync call: their Discord side, so the CLI imports no discord ---
 
 
 def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
@@ -99,13 +125,26 @@ def _discord_failure(exc: BaseException, settings: Settings) -> BaseException:
     return exc
 
 
-async def run_bot(services: Services, stop: asyncio.Event) -> None:
+async def run_bot(
+    services: Services,
+    stop: asyncio.Event,
+    *,
+    run_jobs: bool = True,
+    shard_count: int | None = None,
+    shard_ids: list[int] | None = None,
+) -> None:
     """Serve Discord until ``stop`` is set (then close, leaving jobs in flight to the next start) or
-    the connection ends for good. Raises ConfigError for a refused token, UserError when Discord
-    cannot be reached."""
+    the connection ends for good. ``run_jobs=False``: the gateway only (jobs are queued for workers).
+    ``shard_count``/``shard_ids``: only those shards (discord.py's AutoShardedBot); without them, one
+    connection as discord.py's Bot makes. Raises ConfigError for a refused token, UserError when
+    Discord cannot be reached."""
     settings = services.settings
     point_discord_at(settings)
-    async with KontextBot(services) as bot:
+    if shard_count is None and shard_ids is None:
+        bot: KontextBot = KontextBot(services, run_jobs=run_jobs)
+    else:
+        bot = ShardedKontextBot(services, run_jobs=run_jobs, shard_count=shard_count, shard_ids=shard_ids)
+    async with bot:
         runner = asyncio.create_task(bot.start(settings.discord_token))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -119,6 +158,25 @@ async def run_bot(services: Services, stop: asyncio.Event) -> None:
             if failure is exc:
                 raise exc
             raise failure from exc
+
+
+async def run_worker(
+    services: Services, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+) -> None:
+    """Run queued jobs until ``stop`` is set, with no gateway: progress and results go through
+    Discord's REST API (the interaction webhook while its token lives, a channel message after).
+    Raises ConfigError for a refused token, UserError when Discord cannot be reached."""
+    settings = services.settings
+    point_discord_at(settings)
+    async with KontextBot(services, commands_enabled=False) as bot:
+        try:
+            await bot.login(settings.discord_token)  # REST only; loads the delivery cog, starts the worker
+        except (discord.LoginFailure, aiohttp.ClientError, OSError) as exc:
+            raise _discord_failure(exc, settings) from None
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        await bot.close()  # the worker hands back what it cannot finish in the shutdown grace
 
 
 async def sync_commands(services: Services, guild_id: int | None = None) -> list[str]:

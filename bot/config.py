@@ -67,6 +67,10 @@ class Limits:
     # Seconds a stopping worker gives its running jobs before handing the rest back to the queue
     # (well inside the 10 s a container manager waits between SIGTERM and SIGKILL).
     shutdown_grace: float = 5.0
+    # Seconds between a worker's looks at the queue when nothing wakes it. One process wakes its
+    # worker itself and PostgreSQL tells every process (LISTEN/NOTIFY); this is what a worker on
+    # SQLite in another process than the gateway waits at most, and a fallback everywhere else.
+    queue_poll: float = 2.0
     # Provider result links on private, loopback or link-local addresses are refused: a provider (or
     # whoever answers for it) must not point the bot at the operator's own network or the cloud
     # metadata service. Only a provider that really lives on a private network (and the tests'

@@ -124,7 +124,10 @@ class Executor:
         of unknown outcome is in flight (a recorded task is resumed by its id), else refunded."""
         try:
             if phase == "submitting" and not job.task_id:
-                error = "interrupted: the bot stopped while the provider was working on this job"
+                error = (
+                    "interrupted: the bot stopped while the provider was working on this job, "
+                    "and this provider cannot be asked for it again"
+                )
                 await leases.fail(self.db, job.id, self.worker_id, status="failed", error=error)
             else:
                 await leases.release(self.db, self.worker_id, [job.id])

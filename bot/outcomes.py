@@ -102,6 +102,12 @@ def result_of(
     )
 
 
+def _sentence(text: str) -> str:
+    """Storage keeps facts in lower case ("the bot restarted while ..."); members read sentences."""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
 def failure_of(job: storage.Job) -> JobFailed:
     """The failure of a job that ended without images, from what its record says."""
     text = job.error or "The job did not finish."
@@ -109,7 +115,7 @@ def failure_of(job: storage.Job) -> JobFailed:
     if code == "provider_busy":  # storage names the provider; people read its name
         message = busy_text(message)
     if message and _CODE.fullmatch(code):  # stored as "<code>: <message>" (see bot/execution.py)
-        cause = UserError(message)
+        cause = UserError(_sentence(message))
         cause.code = code
     else:
         cause = UserError(text)

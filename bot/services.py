@@ -115,6 +115,7 @@ async def open_services(
                 lease_s=limits.job_lease,
                 resumable=runner.resumable(),
                 identify=identify,
+                poll_s=limits.queue_poll,
             )
             accounts = AccountService(db, settings.catalog)
             jobs = JobService(

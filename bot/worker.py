@@ -39,8 +39,6 @@ from storage import leases, queue, recovery
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL = 5.0  # seconds between claims when nothing wakes the worker (a paused provider resuming)
-
 
 @dataclass(frozen=True)
 class Posted:
@@ -111,6 +109,7 @@ class Worker:
         lease_s: float,
         resumable: Iterable[str],
         identify: Callable[[bytes], Coroutine[Any, Any, OutputImage]],
+        poll_s: float = 2.0,
     ) -> None:
         self.db = db
         self.executor = executor
@@ -120,6 +119,7 @@ class Worker:
         self.per_user = per_user
         self.ceilings = dict(ceilings)
         self.lease_s = lease_s
+        self.poll_s = poll_s  # between claims when nothing wakes it ([limits] queue_poll)
         self.resumable = tuple(resumable)
         self._identify = identify
         self.local = LocalRuns()
@@ -130,6 +130,7 @@ class Worker:
         self.active: dict[str, asyncio.Task[None]] = {}
         self._held: set[str] = set()  # leases renewed: jobs running, waiting (pinned) or being told here
         self._telling: set[str] = set()
+        self._finishing: set[asyncio.Task[Any]] = set()  # job tasks telling their member (past ``active``)
         self._wake = asyncio.Event()
         # Claims and enqueues change the line; the waiting room shows it (bot.aio.LineGate).
         self.line_gate = LineGate()
@@ -175,6 +176,8 @@ class Worker:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
+        if self._finishing:  # a member being told now: let it land and be recorded, or it is told twice
+            await asyncio.wait(set(self._finishing), timeout=max(grace, 5.0))
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -214,7 +217,7 @@ class Worker:
         while True:
             await wait_event(self._wake, wait)
             self._wake.clear()
-            wait = IDLE_POLL
+            wait = self.poll_s
             free = self.concurrency - len(self.active)
             if free <= 0:
                 continue
@@ -250,15 +253,20 @@ class Worker:
         finally:
             self.active.pop(job.id, None)
             self.wake()
-        if isinstance(outcome, Done):
-            await self._finish(outcome.job, outcome.result)
-        elif isinstance(outcome, Failed):
-            await self._finish(outcome.job, outcome.failure)
-        else:
-            if isinstance(outcome, Lost):
+        this = asyncio.current_task()
+        if this is not None:
+            self._finishing.add(this)
+        try:
+            if isinstance(outcome, Done):
+                await self._finish(outcome.job, outcome.result)
+            elif isinstance(outcome, Failed):
+                await self._finish(outcome.job, outcome.failure)
+            elif isinstance(outcome, Lost):
                 await self._told_elsewhere(job.id)
             else:
                 self._held.discard(job.id)
+        finally:
+            self._finishing.discard(this)
 
     async def _told_elsewhere(self, job_id: str) -> None:
         """The job stopped being ours to run (cancelled, refunded, taken over). If we still hold its

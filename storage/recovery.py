@@ -50,7 +50,10 @@ def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: dat
         return "resume"  # even past its deadline: a task that finished meanwhile is worth one look
     if job.task_id:
         return "timeout: the provider did not finish this job before its deadline"
-    return "interrupted: the bot restarted while the provider was working on this job"
+    return (
+        "interrupted: the bot restarted while the provider was working on this job, "
+        "and this provider cannot be asked for it again"
+    )
 
 
 async def _reap(

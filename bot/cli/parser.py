@@ -25,6 +25,7 @@ and manages quotas, budgets and the database (KONTEXT_DB: SQLite by default, or 
 commonly used:
   kontext-bot sync --guild ID              register the slash commands in one server (instant)
   kontext-bot run                          start the bot (needs DISCORD_TOKEN)
+  kontext-bot run --no-worker / worker     the gateway and the job runners as separate processes
   kontext-bot generate --model M --prompt TEXT [--image FILE] [--out DIR]
                                            one job from the terminal (free sandbox without keys)
   kontext-bot models                       models, providers, prices and free quotas
@@ -269,14 +270,69 @@ def _add_db(sub: Any) -> None:
     # More db subcommands go here: _sub(db, "NAME", "help", database.NAME), then their arguments.
 
 
+def shard_ids(text: str) -> list[int]:
+    """--shard-ids 0,1,2: distinct shard numbers, in order."""
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        ids = []
+    if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"must be distinct shard numbers like 0,1,2, not {text!r}")
+    return sorted(ids)
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 10000, not {text!r}")
+    return number
+
+
 def _add_serve(sub: Any) -> None:
-    _sub(
+    p = _sub(
         sub,
         "run",
         "start the Discord bot (needs DISCORD_TOKEN)",
         serve.run,
-        "Connect to Discord and serve the slash commands until SIGTERM or Ctrl-C. Jobs in flight at a "
-        "stop are resumed or refunded at the next start.",
+        "Connect to Discord and serve the slash commands until SIGTERM or Ctrl-C; this process also runs "
+        "queued jobs unless --no-worker. Any number of `run` and `worker` processes may share one "
+        "database (PostgreSQL for more than one machine). Jobs in flight at a stop go back to the queue "
+        "and are resumed by the next worker, or refunded when their provider cannot be asked again.",
+    )
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="the gateway only: acknowledge, check, record and queue jobs for `kontext-bot worker` processes",
+    )
+    p.add_argument(
+        "--shard-count",
+        type=_count,
+        metavar="N",
+        help="the gateway is split over N shards (every process given the same N); default: one connection",
+    )
+    p.add_argument(
+        "--shard-ids",
+        type=shard_ids,
+        metavar="0,1,...",
+        help="connect only these shards, numbered from 0 (needs --shard-count); default: all of them",
+    )
+    p = _sub(
+        sub,
+        "worker",
+        "run queued jobs, with no Discord gateway (needs DISCORD_TOKEN)",
+        serve.worker,
+        "Run jobs that `kontext-bot run` processes queued, until SIGTERM or Ctrl-C, showing their progress "
+        "and results through Discord's REST API with the same buttons and messages. Start as many as "
+        "the providers' limits are worth: those limits hold across all processes together.",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_count,
+        metavar="N",
+        help="jobs this worker runs at once (default: [limits] max_running)",
     )
     p = _sub(
         sub,

@@ -69,11 +69,12 @@ async def stop(
 
 
 @contextlib.asynccontextmanager
-async def server(module: str, marker: str, log: Path) -> AsyncIterator[str]:
-    """``python -m <module>`` printing ``<marker>=<url>``; yields the URL, stops it on exit."""
+async def server(module: str, marker: str, log: Path, *args: str) -> AsyncIterator[str]:
+    """``python -m <module> ARGS`` printing ``<marker>=<url>``; yields the URL, stops it on exit."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=clean_env()
-    )
+        sys.executable, "-m", module, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=clean_env(),
+    )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), STARTUP)

@@ -2,7 +2,7 @@
 is resumed from its recorded task and delivered, or refunded; the books balance; nothing is charged
 twice and no task is submitted twice.
 
-The process is tests/reliability/crash_runner.py: the real services (open_services, JobService) in a
+The process is tests/reliability/crash_runner.py: the real services and queue (open_services) in a
 subprocess, against the provider emulator in another subprocess (``python -m tests.emulator``), so
 the tasks outlive the process that started them. The emulator holds every result (latency 1000 s)
 until the test releases them after the kill.
@@ -26,7 +26,7 @@ import pytest
 import storage
 from tests.emulator import PROVIDERS, ProviderEmulator
 from tests.reliability.conftest import stack_env
-from tests.reliability.crash_runner import GUILD, MEMBERS, ROUTES
+from tests.reliability.crash_runner import GUILD, MEMBERS, ROUTES, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 50
@@ -78,7 +78,9 @@ def _runner_env(emu: Emulator, tmp_path: Path) -> dict[str, str]:
     env = stack_env(
         emu.env(),
         tmp_path,
-        limits={"user_jobs_in_flight": 5},  # 10 members x 5 jobs: all 50 at their provider at once
+        # 10 members x 5 jobs: all 50 at their provider at once. A short lease: a killed process's
+        # jobs are taken over within seconds; a short grace: a stopping one hands them back at once.
+        limits={"user_jobs_in_flight": 5, "job_lease": 2.0, "shutdown_grace": 0.3},
         providers={name: {"max_concurrency": 64, "poll_interval": 0.1} for name in PROVIDERS},
     )
     return {**os.environ, "PYTHONPATH": str(ROOT), **env}
@@ -89,6 +91,20 @@ def _snapshot(db: Path) -> dict[str, tuple[str, str | None, str | None]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute("SELECT id, status, provider, task_id FROM jobs").fetchall()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _submits(emu: Emulator) -> int:
+    return len([r for r in emu.requests() if r["method"] == "POST" and r["provider"] in PROVIDERS])
+
+
+async def _resume(env: dict[str, str]) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.reliability.crash_runner", "resume",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0
+    return json.loads(out)
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -107,54 +123,53 @@ async def test_every_job_in_flight_is_resumed_or_refunded_after_a_restart(
         assert await _line(runner.stdout) == "READY"
         before = _snapshot(db_path)
         runner.send_signal(how)
-        if how == signal.SIGTERM:
-            stopped = await _line(runner.stdout)
-            assert stopped == "STOPPED " + json.dumps({"CancelledError": JOBS})
+        stopped = await _line(runner.stdout) if how == signal.SIGTERM else ""
         code = await asyncio.wait_for(runner.wait(), 30)
     finally:
         if runner.returncode is None:
             runner.kill()
             await runner.wait()
     assert code == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+    assert len(before) == JOBS and Counter(s for s, _, _ in before.values()) == {"running": JOBS}
+    assert Counter(p for _, p, task in before.values() if task) == {"vtrix": 20, "wavespeed": 20}
+    assert _submits(emu) == JOBS
 
-    # Every job is where the process left it: at its provider, with the task id to ask about.
     after = _snapshot(db_path)
-    assert after == before and len(after) == JOBS
-    assert Counter(status for status, _, _ in after.values()) == {"running": JOBS}
-    assert Counter(p for _, p, task in after.values() if task) == {"vtrix": 20, "wavespeed": 20}
-    submitted = [r for r in emu.requests() if r["method"] == "POST" and r["provider"] in PROVIDERS]
-    assert len(submitted) == JOBS
+    resumable = BY_ROUTE["vtrix"] + BY_ROUTE["wavespeed"]
+    if how == signal.SIGKILL:  # nothing written after the kill: every job where the process left it
+        assert after == before
+    else:  # handed back: tasks back in line (kept), synchronous calls cut off refunded
+        states = {"running_at_stop": JOBS, "failed": BY_ROUTE["modelverse"], "queued": resumable}
+        assert stopped.startswith("STOPPED ") and json.loads(stopped.split(" ", 1)[1]) == states
+        assert {j: (s, p, t) for j, (s, p, t) in after.items() if t} == {
+            j: ("queued", p, t) for j, (_, p, t) in before.items() if t
+        }
 
     # Start again: the providers finish the tasks now.
     emu.control("config", latency=0)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.reliability.crash_runner", "recover",
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0
-    summary = json.loads(out)
-    assert summary["recovered"] == JOBS and summary["recovered_again"] == 0
-    outcomes = Counter(summary["outcomes"].values())
-    resumable = BY_ROUTE["vtrix"] + BY_ROUTE["wavespeed"]
-    assert outcomes == {
+    summary = await _resume(env)
+    assert summary["twice"] == []
+    assert len(summary["outcomes"]) == JOBS
+    assert Counter(summary["outcomes"].values()) == {
         "succeeded": resumable - FAILED_TASKS,
         "refunded": BY_ROUTE["modelverse"] + FAILED_TASKS,
     }
     told = Counter(m.split(" (job ")[0] for m in summary["messages"].values())
+    cut_off = "stopped" if how == signal.SIGTERM else "restarted"
     assert told == {
-        "The bot restarted while the provider was working on this job, and this provider cannot "
+        f"The bot {cut_off} while the provider was working on this job, and this provider cannot "
         "be asked for it again.": BY_ROUTE["modelverse"],
         "The Vtrix task failed: Image generation failed: worker error": FAILED_TASKS,
     }
     # Resuming only polled: not one task was submitted again.
-    submitted = [r for r in emu.requests() if r["method"] == "POST" and r["provider"] in PROVIDERS]
-    assert len(submitted) == JOBS
+    assert _submits(emu) == JOBS
+    # A second start finds nothing left to do or tell.
+    assert await _resume(env) == {"outcomes": {}, "messages": {}, "twice": []}
 
     async with await storage.open_database(db_path) as db:
         assert await storage.check(db) == []
         jobs = await storage.list_jobs(db, limit=1000)
-        assert len(jobs) == JOBS and not [j for j in jobs if not j.finished]
+        assert len(jobs) == JOBS and all(j.finished and j.delivered_at for j in jobs)
         won = [j for j in jobs if j.status == "succeeded"]
         assert {j.id for j in won} == {k for k, v in summary["outcomes"].items() if v == "succeeded"}
         assert all(j.reservation == "settled" and j.images_delivered == 1 for j in won)
@@ -174,18 +189,22 @@ async def test_every_job_in_flight_is_resumed_or_refunded_after_a_restart(
 
 
 async def _stop_at_provider(svc, req) -> str:
-    """Start a job, wait until its task id is recorded, then stop the way KontextBot.close does."""
-    task = asyncio.create_task(svc.jobs.run(req))
+    """Queue a job the way the Discord face does, wait until its task id is recorded, then stop
+    (leaving open_stack stops the worker, which hands the job back with its task)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.requests import Delivery
+
+    svc.worker.observer = Recorder()
+    where = Delivery(1, "token", datetime.now(UTC) + timedelta(minutes=15), 1, GUILD, req.user_id)
+    job_id = (await svc.jobs.submit(req, delivery=where)).job_id
+    await svc.worker.start(claim_all=True)
     for _ in range(500):
         await asyncio.sleep(0.01)
-        jobs = await svc.jobs.history(MEMBERS[0], GUILD)
-        if jobs and jobs[0].task_id:
-            break
-    svc.jobs.begin_shutdown()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    return jobs[0].id
+        job = await svc.jobs.get(job_id)
+        if job.task_id:
+            return job_id
+    raise AssertionError("the job never reached its provider")
 
 
 def _age(db: Path, job_id: str, minutes: int) -> None:
@@ -209,11 +228,11 @@ def _age(db: Path, job_id: str, minutes: int) -> None:
 async def test_after_a_long_stop_a_job_keeps_its_own_deadline(
     finished: bool, emulator: ProviderEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.jobs import JobFailed, JobRequest
+    from bot.jobs import JobRequest
     from tests.emulator import make_png
     from tests.reliability.conftest import open_stack
 
-    monkeypatch.setattr("bot.jobs.RESUME_GRACE", 0.5)
+    monkeypatch.setattr("bot.execution.RESUME_GRACE", 0.5)
     emulator.polls_until_done = 10_000  # pending while the first process runs
     if not finished:
         emulator.fault("vtrix", "never_finish")
@@ -221,25 +240,28 @@ async def test_after_a_long_stop_a_job_keeps_its_own_deadline(
         "black-forest-labs/flux-kontext-pro", "a hat", [make_png(256, 256)], provider="vtrix",
         user_id=MEMBERS[0], guild_id=GUILD, channel_id=1,
     )  # fmt: skip
-    async with open_stack(emulator, tmp_path, limits={"job_deadline": 600.0}) as svc:
+    limits = {"job_deadline": 600.0, "shutdown_grace": 0.1}
+    async with open_stack(emulator, tmp_path, limits=limits) as svc:
         job_id = await _stop_at_provider(svc, req)
     _age(tmp_path / "kontext.db", job_id, minutes=20)  # down 20 minutes: 10 past the deadline
     emulator.polls_until_done = 1
-    outcomes = {}
+    recorder = Recorder()
+    recorder.expected = {job_id}
 
-    async def deliver(jid: str, outcome: object) -> None:
-        outcomes[jid] = outcome
-
-    async with open_stack(emulator, tmp_path, limits={"job_deadline": 600.0}, budget=None) as svc:
+    async with open_stack(emulator, tmp_path, limits=limits, budget=None) as svc:
         assert any("past its deadline" in p for p in await storage.check(svc.db))  # overdue while down
         started = asyncio.get_running_loop().time()
-        assert await svc.jobs.recover(deliver) == 1
+        svc.worker.observer = recorder
+        await svc.worker.start(claim_all=True)
+        await asyncio.wait_for(recorder.told.wait(), 10)
         assert asyncio.get_running_loop().time() - started < 3  # not another 600 s
-        outcome = outcomes[job_id]
         job = await svc.jobs.get(job_id)
         if finished:  # collected in the grace: the result was paid for, so it is delivered
-            assert job.status == "succeeded" and len(outcome.images) == 1
+            assert recorder.outcomes == {job_id: "succeeded"} and job.status == "succeeded"
         else:
-            assert isinstance(outcome, JobFailed) and "took longer" in outcome.user_message
+            assert recorder.outcomes == {job_id: "refunded"} and "took longer" in recorder.messages[job_id]
             assert job.status == "failed" and job.reservation == "refunded"
-        assert await storage.check(svc.db) == []
+    # Told, and recorded as told before the worker stopped (the stop waits for a telling to land).
+    async with await storage.open_database(tmp_path / "kontext.db") as db:
+        assert (await storage.get_job(db, job_id)).delivered_at is not None
+        assert await storage.check(db) == []

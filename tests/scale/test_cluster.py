@@ -1,0 +1,151 @@
+"""Many processes, one bot (issue 13), on SQLite and on PostgreSQL: two gateway shards and two
+workers share one database and one provider limit; a worker killed mid-flight, a rolling restart of
+every process and a full stop lose nothing, do nothing twice and charge exactly what was delivered.
+
+These are the real ``kontext-bot`` processes against the fake Discord and the provider emulator,
+each in a subprocess (tests/scale/cluster.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from pathlib import Path
+
+from tests.scale.cluster import (
+    GUILDS,
+    PRICE_MICROS,
+    PROVIDER_CAP,
+    PROVIDERS,
+    Cluster,
+    cluster,
+    guild_of,
+    member,
+)
+
+MEMBERS = 50
+JOBS = 200
+PAID = 120  # the two guilds' budgets cover exactly this many jobs between them
+
+
+async def _flood(
+    group: Cluster, count: int, members: int, start: int = 0, guilds: tuple[int, ...] = GUILDS
+) -> list[dict]:
+    """``count`` /create from ``members`` members of ``guilds``, round-robin, all at once."""
+    who = [i for i in range(members) if guild_of(i) in guilds]
+    return await asyncio.gather(
+        *(
+            group.create(
+                member(who[i % len(who)]), guild_of(who[i % len(who)]), f"job {start + i}: a lighthouse"
+            )
+            for i in range(count)
+        )
+    )
+
+
+async def _books_balance(group: Cluster, delivered: int) -> None:
+    jobs = await group.jobs()
+    won = [j for j in jobs if j.status == "succeeded"]
+    assert len(won) == delivered
+    assert all(j.reservation == "settled" and j.actual_micros == PRICE_MICROS for j in won)
+    assert all(j.reservation in ("refunded", "none") for j in jobs if j.status != "succeeded")
+    assert await group.problems() == []
+    accounts = await group.accounts()
+    # The provider limit held across both workers: never more open tasks than the account runs,
+    # so no busy answer either; and no task was submitted twice.
+    assert all(accounts[p]["peak_open"] <= PROVIDER_CAP for p in PROVIDERS), accounts
+    assert sum(accounts[p]["busy"] for p in PROVIDERS) == 0, accounts
+    assert sum(accounts[p]["submits"] for p in PROVIDERS) == delivered, accounts
+
+
+async def _told_once(group: Cluster, recs: list[dict]) -> Counter:
+    """How each interaction ended, as its member saw it: one image, or a refusal and no image."""
+    seen: Counter = Counter()
+    for rec in recs:
+        got = await group.interaction(rec)
+        files = [f for m in [got["original"], *got["followups"]] if m for f in m["files"]]
+        seen["image" if files else "no image"] += 1
+        assert len(files) <= 1, got  # delivered once: one job, one image, one message
+    return seen
+
+
+async def test_two_shards_two_workers_one_killed_every_job_delivered_once_or_refused(
+    tmp_path: Path, new_db_target
+) -> None:
+    budget = f"{PAID // 2 * PRICE_MICROS / 1_000_000:.2f}"  # each guild pays for half of PAID
+    async with cluster(tmp_path, new_db_target(), members=MEMBERS, budget_usd=budget) as group:
+        await group.emulator("config", {"latency": 0.4})
+        for name in ("gateway0", "gateway1", "worker1", "worker2"):
+            await group.start(name)
+        await group.wait_gateways()
+
+        recs = await _flood(group, JOBS, MEMBERS)
+        # Both shards served their guild's members.
+        shards = Counter([(await group.interaction(r))["shards"][0] for r in recs])
+        assert shards == {0: JOBS // 2, 1: JOBS // 2}
+
+        # Kill one worker mid-flight: its jobs' leases lapse and the other worker resumes them by
+        # their task ids.
+        async with asyncio.timeout(60):
+            while len([j for j in await group.jobs() if j.status == "succeeded"]) < PAID // 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        running = [j for j in await group.jobs() if j.status == "running"]
+        assert running, "nothing was in flight when the worker was killed"
+        assert await group.stop("worker1", signal.SIGKILL) == -signal.SIGKILL
+
+        jobs = await group.settled(JOBS)
+        statuses = Counter(j.status for j in jobs)
+        assert statuses == {"succeeded": PAID, "refused": JOBS - PAID}, statuses
+        assert await _told_once(group, recs) == {"image": PAID, "no image": JOBS - PAID}
+        await _books_balance(group, PAID)
+        spent = Counter(j.guild_id for j in jobs if j.status == "succeeded")
+        assert spent == {GUILDS[0]: PAID // 2, GUILDS[1]: PAID // 2}  # each budget to the cent
+        for name in ("gateway0", "gateway1", "worker2"):
+            assert await group.stop(name) == 0, group.logs()
+        assert group.tracebacks() == [], group.logs()
+
+
+async def test_a_rolling_restart_then_a_full_stop_lose_nothing(tmp_path: Path, new_db_target) -> None:
+    members = 12
+    async with cluster(tmp_path, new_db_target(), members=members, budget_usd="100") as group:
+        await group.emulator("config", {"latency": 0.5})
+        names = ("gateway0", "gateway1", "worker1", "worker2")
+        for name in names:
+            await group.start(name)
+        await group.wait_gateways()
+
+        # Rolling restart with jobs flowing: each process in turn stops (SIGTERM) and starts again
+        # while members keep sending jobs.
+        recs = await _flood(group, 12, members)
+        for step, name in enumerate(names):
+            assert await group.stop(name) == 0, group.logs()
+            up = GUILDS if name.startswith("worker") else (GUILDS[1 - int(name[-1])],)  # its shard is down
+            recs += await _flood(group, 6, members, start=100 * (step + 1), guilds=up)
+            if name.startswith("gateway"):
+                await group.wait_gateway_gone(int(name[-1]))
+            await group.start(name)
+            if name.startswith("gateway"):
+                await group.wait_gateways()
+        rolled = len(recs)
+
+        # A full stop with jobs queued and running, then a start: all of them delivered.
+        recs += await _flood(group, 24, members, start=1000)
+        async with asyncio.timeout(30):
+            while not [j for j in await group.jobs() if j.status == "running"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        for name in names:
+            assert await group.stop(name) == 0, group.logs()
+        left = [j for j in await group.jobs() if not j.finished]
+        assert left, "the full stop found nothing queued or running"
+        for shard in (0, 1):
+            await group.wait_gateway_gone(shard)
+        for name in names:
+            await group.start(name)
+        await group.wait_gateways()
+
+        jobs = await group.settled(rolled + 24)
+        assert Counter(j.status for j in jobs) == {"succeeded": len(recs)}
+        assert await _told_once(group, recs) == {"image": len(recs)}
+        await _books_balance(group, len(recs))
+        assert group.tracebacks() == [], group.logs()
