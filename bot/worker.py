@@ -32,6 +32,7 @@ from bot.aio import LineGate, wait_event
 from bot.errors import UserError
 from bot.execution import Done, Executor, Failed, Lost
 from bot.inputs import InputStore
+from bot.logs import job_context
 from bot.outcomes import JobFailed, JobResult, failure_of, result_of
 from bot.providers.base import OutputImage
 from bot.requests import JobEvent
@@ -241,6 +242,10 @@ class Worker:
                 wait = min(wait, max(until, 0.01))
 
     async def _run(self, job: storage.Job) -> None:
+        with job_context(job.id, job.guild_id, job.user_id):  # every line logged on the way names it
+            await self._run_job(job)
+
+    async def _run_job(self, job: storage.Job) -> None:
         try:
             outcome = await self.executor.execute(job, lambda event: self._update(job, event))
         except asyncio.CancelledError:
