@@ -33,6 +33,7 @@ from bot.errors import UserError
 from bot.execution import Done, Executor, Failed, Lost
 from bot.inputs import InputStore
 from bot.logs import job_context
+from bot.metrics import Metrics
 from bot.outcomes import JobFailed, JobResult, failure_of, result_of
 from bot.providers.base import OutputImage
 from bot.requests import JobEvent
@@ -112,8 +113,10 @@ class Worker:
         lease_s: float,
         resumable: Iterable[str],
         identify: Callable[[bytes], Coroutine[Any, Any, OutputImage]],
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or executor.metrics
         self.executor = executor
         self.results = results
         self.id = worker_id
@@ -235,6 +238,8 @@ class Worker:
                 wait = 1.0
                 continue
             for job in claimed.jobs:
+                if job.attempts == 1 and job.started_at is not None:  # its first claim: the wait in line
+                    self.metrics.queued_for(job.provider, (job.started_at - job.created_at).total_seconds())
                 self._held.add(job.id)
                 self.active[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
             if claimed.next_at is not None:

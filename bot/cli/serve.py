@@ -42,7 +42,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)  # jobs in flight keep their state; the next start resumes
-    async with open_services(settings) as svc:
+    async with open_services(settings, serve_http=True) as svc:  # KONTEXT_HTTP: /metrics, /healthz
         await run_bot(svc, stop)
     return EXIT_OK
 
