@@ -32,7 +32,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.services import open_services
 
     _need_token(settings)
-    if settings.sandbox_only:
+    if (
+        settings.sandbox_only and settings.log_format == "text"
+    ):  # json: stderr is JSON lines (services log it)
         print(
             "Sandbox mode: no provider API key is set, so every model makes free local placeholder "
             "images. Set MODELVERSE_API_KEY, WAVESPEED_API_KEY or VTRIX_API_KEY for real ones.",
