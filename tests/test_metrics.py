@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.catalog import Catalog
+from bot.client import KontextBot
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.metrics import Metrics
 from bot.services import Services, open_services
 from tests.emulator import make_png
 from tests.test_jobs import GUILD, PRO, PRO_T2I, USER, member, settings_for
@@ -135,3 +139,21 @@ async def test_one_shot_commands_do_not_serve_it(tmp_path, emulator):
     settings = replace(settings_for(tmp_path, emulator), http_addr=("127.0.0.1", 0))
     async with open_services(settings) as services:
         assert services.status_server is None
+
+
+async def test_a_process_that_serves_discord_is_not_healthy_before_its_gateway_connects(svc):
+    bot = KontextBot(svc)  # built, not started: no gateway yet
+    try:
+        status, body = await health(svc)
+        assert (status, body["reason"]) == (503, "the Discord gateway is not connected")
+    finally:
+        await bot.close()
+
+
+def test_the_readme_documents_every_metric():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    names = {m.name for m in Metrics(Catalog.default()).registry.collect()}
+    assert len(names) == 7
+    for name in names:
+        shown = name + ("_total" if not name.endswith(("_seconds", "_depth", "_running")) else "")
+        assert f"| `{shown}` |" in readme, shown
