@@ -1,7 +1,8 @@
 # kontext-bot: slim Python, a numeric non-root user, SQLite on a volume (or KONTEXT_DB=postgresql://...:
 # asyncpg is pinned too), pinned dependencies.
 #   docker build -t kontext-bot .
-#   docker run -e DISCORD_TOKEN=... -v kontext-data:/data kontext-bot
+#   docker run -e DISCORD_TOKEN=... -v kontext-data:/data -p 8080:8080 kontext-bot
+# /metrics and /healthz on KONTEXT_HTTP (0.0.0.0:8080 here); HEALTHCHECK asks /healthz.
 # .dockerignore is an allow-list: no tests, benches, .git or local databases reach the image.
 FROM python:3.11-slim
 
@@ -11,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     KONTEXT_DB=/data/kontext.db \
+    KONTEXT_HTTP=0.0.0.0:8080 \
     MALLOC_MMAP_THRESHOLD_=131072
 
 # A numeric UID and GID, so an orchestrator can check "runAsNonRoot" without reading /etc/passwd.
@@ -34,6 +36,10 @@ USER 10001:10001
 # Relative paths (generate's default ./out) land on the volume, which this user owns.
 WORKDIR /data
 VOLUME ["/data"]
-# HEALTHCHECK: on GET /healthz once the metrics server (KONTEXT_HTTP) exists, e.g.
-#   HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:PORT/healthz')"
+EXPOSE 8080
+# Healthy while /healthz answers 200 (gateway connected, database reachable); a 503, a refused
+# connection or no answer in time is a failed check. It asks the port KONTEXT_HTTP names, so
+# changing KONTEXT_HTTP at `docker run` moves the check with it.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('KONTEXT_HTTP', '').rpartition(':')[2] or '8080'; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 CMD ["kontext-bot", "run"]

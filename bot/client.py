@@ -90,12 +90,25 @@ class KontextBot(commands.Bot):
         self.progress_every = progress_every  # tests lower these instead of sleeping
         self.progress_refresh = progress_refresh
         self.waiting_room: Any = None  # set by cogs/delivery.py: shows a new job's place at once
+        if commands_enabled:  # /healthz: this process is healthy only while its gateway is connected
+            services.health.expect_gateway()
 
     async def setup_hook(self) -> None:
         for ext in (*(COMMANDS if self.commands_enabled else ()), *(DELIVERY if self.deliver else ())):
             await self.load_extension(ext)
 
+    # The gateway's state, for /healthz (bot/health.py): discord.py calls these by name.
+    async def on_ready(self) -> None:
+        self.services.health.gateway_connected(True)
+
+    async def on_resumed(self) -> None:
+        self.services.health.gateway_connected(True)
+
+    async def on_disconnect(self) -> None:
+        self.services.health.gateway_connected(False)
+
     async def close(self) -> None:
+        self.services.health.gateway_connected(False)
         # Commands half answered finish first (their jobs are queued, their members told). Running
         # jobs get the shutdown grace to finish; what cannot is handed back to the queue
         # (resumable by its task id), so the next worker picks it up. Delivery needs the HTTP

@@ -1,7 +1,8 @@
 """Settings: secrets and endpoints from the environment, everything else optionally from a TOML file.
 
 Environment names are a contract (README, users' scripts): DISCORD_TOKEN, KONTEXT_DB, KONTEXT_CONFIG,
-<PROVIDER>_API_KEY and <PROVIDER>_BASE_URL, DISCORD_API_BASE, DISCORD_GATEWAY_URL. A provider is
+<PROVIDER>_API_KEY and <PROVIDER>_BASE_URL, DISCORD_API_BASE, DISCORD_GATEWAY_URL, KONTEXT_FILES,
+KONTEXT_LOG_LEVEL, KONTEXT_LOG_FORMAT, KONTEXT_HTTP. A provider is
 enabled when its key is set; with none set, the free local sandbox serves every model.
 A bad value raises ConfigError naming the setting (never echoing a secret).
 """
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 
 from bot.catalog import PROVIDERS, SANDBOX, Catalog
 from bot.errors import ConfigError
+from bot.logs import FORMATS as LOG_FORMATS
+from bot.logs import LEVELS as LOG_LEVELS
 from bot.redact import MIN_SECRET_LENGTH
 from storage.targets import Target, UnsupportedTarget, parse_target
 
@@ -89,6 +92,9 @@ class Settings:
     catalog: Catalog = field(default_factory=Catalog.default)
     config_file: str | None = None
     files_dir: str | None = None  # KONTEXT_FILES: inputs and undelivered results (default: beside the db)
+    log_level: str | None = None  # KONTEXT_LOG_LEVEL; None: the command's default (bot/cli/main.py)
+    log_format: str = "text"  # KONTEXT_LOG_FORMAT: text | json
+    http_addr: tuple[str, int] | None = None  # KONTEXT_HTTP host:port: /metrics and /healthz; None: off
 
     @property
     def enabled_providers(self) -> tuple[str, ...]:
@@ -180,7 +186,35 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catalog=catalog,
         config_file=config_file,
         files_dir=env.get("KONTEXT_FILES", "").strip() or None,
+        log_level=_choice(env, "KONTEXT_LOG_LEVEL", LOG_LEVELS, upper=True),
+        log_format=_choice(env, "KONTEXT_LOG_FORMAT", LOG_FORMATS) or "text",
+        http_addr=_http_addr(env.get("KONTEXT_HTTP", "").strip()),
     )
+
+
+def _choice(
+    env: Mapping[str, str], name: str, allowed: tuple[str, ...], *, upper: bool = False
+) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)} (got {raw[:40]!r}).")
+    return value
+
+
+def _http_addr(value: str) -> tuple[str, int] | None:
+    """KONTEXT_HTTP: ``host:port`` (``[::1]:8080`` for IPv6; port 0 picks a free one)."""
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(
+            f"KONTEXT_HTTP must be host:port, like 0.0.0.0:8080 or 127.0.0.1:9100 (got {value[:60]!r})."
+        )
+    return host, int(port)
 
 
 def _check_db(value: str) -> None:

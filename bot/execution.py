@@ -30,6 +30,7 @@ from bot.catalog import Catalog
 from bot.config import Limits
 from bot.errors import UserError
 from bot.inputs import InputStore
+from bot.metrics import Metrics
 from bot.money import usd_to_micros
 from bot.outcomes import JobFailed, JobResult, busy_text, result_of
 from bot.providers.base import GenerationRequest, ProviderError, ProviderOutput, RateLimited
@@ -97,8 +98,10 @@ class Executor:
         ceilings: Mapping[str, int],
         worker_id: str,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or Metrics(catalog)  # a registry of its own unless the services share one
         self.catalog = catalog
         self.runner = runner
         self.inputs = inputs
@@ -195,7 +198,7 @@ class Executor:
             return await self._fail(
                 job, UserError("Something went wrong on our side."), f"internal error: {type(exc).__name__}"
             )
-        return await self._succeeded(job, output)
+        return await self._succeeded(job, output, self.clock() - started)
 
     async def _request(self, job: storage.Job) -> GenerationRequest:
         inputs = await self.inputs.data_uris(job.meta.get("input_refs", []))
@@ -238,6 +241,7 @@ class Executor:
         if exc.failover and untried and job.deadline_at > now and not unknown:
             if not await leases.requeue(self.db, job.id, self.worker_id, tried=provider, reason="failover"):
                 raise _Lost
+            self.metrics.request(provider, "failover")
             await event(Stage.FAILOVER)
             return Requeued("failover")
         return await self._fail(job, exc)
@@ -248,9 +252,10 @@ class Executor:
             self.db, job.id, self.worker_id, status=status, error=error or error_text(exc)
         ):
             raise _Lost
+        self.metrics.job_ended(job.model, job.provider, status)
         return Failed(replace(job, status=status), JobFailed(job.id, exc, status))
 
-    async def _succeeded(self, job: storage.Job, output: ProviderOutput) -> Outcome:
+    async def _succeeded(self, job: storage.Job, output: ProviderOutput, seconds: float) -> Outcome:
         if not job.meta.get("nsfw_allowed", True) and any(img.nsfw for img in output.images):
             return await self._fail(job, _AdultContent(ADULT), "content_refused: flagged as adult content")
         refs: tuple[str, ...] = ()
@@ -267,6 +272,9 @@ class Executor:
         )
         if settlement is None:
             raise _Lost
+        self.metrics.job_ended(
+            job.model, job.provider, "succeeded", seconds=seconds, cost_micros=settlement.cost_micros
+        )
         now = datetime.now(UTC)
         await capacity_store.adjust_capacity(
             self.db,

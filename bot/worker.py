@@ -32,6 +32,8 @@ from bot.aio import LineGate, wait_event
 from bot.errors import UserError
 from bot.execution import Done, Executor, Failed, Lost
 from bot.inputs import InputStore
+from bot.logs import job_context
+from bot.metrics import Metrics
 from bot.outcomes import JobFailed, JobResult, failure_of, result_of
 from bot.providers.base import OutputImage
 from bot.requests import JobEvent
@@ -110,8 +112,10 @@ class Worker:
         resumable: Iterable[str],
         identify: Callable[[bytes], Coroutine[Any, Any, OutputImage]],
         poll_s: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or executor.metrics
         self.executor = executor
         self.results = results
         self.id = worker_id
@@ -237,6 +241,8 @@ class Worker:
                 wait = 1.0
                 continue
             for job in claimed.jobs:
+                if job.attempts == 1 and job.started_at is not None:  # its first claim: the wait in line
+                    self.metrics.queued_for(job.provider, (job.started_at - job.created_at).total_seconds())
                 self._held.add(job.id)
                 self.active[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
             if claimed.next_at is not None:
@@ -244,6 +250,10 @@ class Worker:
                 wait = min(wait, max(until, 0.01))
 
     async def _run(self, job: storage.Job) -> None:
+        with job_context(job.id, job.guild_id, job.user_id):  # every line logged on the way names it
+            await self._run_job(job)
+
+    async def _run_job(self, job: storage.Job) -> None:
         try:
             outcome = await self.executor.execute(job, lambda event: self._update(job, event))
         except asyncio.CancelledError:

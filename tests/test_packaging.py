@@ -3,6 +3,9 @@ pins that make two builds the same."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,6 +18,9 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from bot.config import load_settings
+from bot.services import open_services
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -105,3 +111,50 @@ def test_the_docker_image_gets_no_tests_and_runs_as_a_numeric_user():
     uid, _, gid = user.partition(":")
     assert uid.isdigit() and int(uid) > 0 and gid.isdigit() and int(gid) > 0
     assert "pip install -r constraints.txt" in dockerfile and "pip install --no-deps ." in dockerfile
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, rest) for every instruction, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    found = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def _healthcheck_command() -> list[str]:
+    (check,) = [rest for word, rest in _dockerfile_instructions() if word == "HEALTHCHECK"]
+    command = json.loads(check[check.index("CMD ") + 4 :])  # the exec form: no shell in between
+    assert command[0] == "python"
+    return command
+
+
+def test_the_image_serves_http_on_the_port_it_exposes_as_user_10001():
+    instructions = _dockerfile_instructions()
+    env = " ".join(rest for word, rest in instructions if word == "ENV")
+    assert "KONTEXT_HTTP=0.0.0.0:8080" in env.split()
+    assert [rest for word, rest in instructions if word == "EXPOSE"] == ["8080"]
+    (user,) = [rest for word, rest in instructions if word == "USER"]
+    assert user == "10001:10001"
+    (run_useradd,) = [rest for word, rest in instructions if word == "RUN" and "useradd" in rest]
+    assert "--uid 10001 --gid 10001" in run_useradd and "groupadd --gid 10001" in run_useradd
+    assert "/healthz" in " ".join(_healthcheck_command())
+
+
+async def test_the_healthcheck_command_passes_on_200_and_fails_on_503(tmp_path):
+    settings = load_settings({"KONTEXT_DB": str(tmp_path / "k.db"), "KONTEXT_HTTP": "127.0.0.1:0"})
+    async with open_services(settings, serve_http=True) as svc:
+        assert svc.status_server is not None
+        env = {**os.environ, "KONTEXT_HTTP": f"0.0.0.0:{svc.status_server.port}"}
+
+        async def check() -> int:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, *_healthcheck_command()[1:], env=env, stderr=asyncio.subprocess.DEVNULL
+            )
+            return await asyncio.wait_for(proc.wait(), 30)
+
+        assert await check() == 0
+        await svc.db.close()  # the database is gone: /healthz answers 503, the check fails
+        assert await check() != 0

@@ -4,6 +4,7 @@ promises: 0 done, 1 the job or operation failed, 2 bad usage or configuration.""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -20,11 +21,22 @@ from bot.cli.common import (
     say_error,
 )
 from bot.cli.parser import BadUsage, build_parser, wants_json
-from bot.config import load_settings
+from bot.config import Settings, load_settings
 from bot.errors import UserError
 from bot.logs import setup_logging
 
 log = logging.getLogger(__name__)
+
+# Long-running processes log at INFO unless KONTEXT_LOG_LEVEL says otherwise; one-shot commands keep
+# stderr for their one error line (scripts read it) and log WARNING and up, INFO with --verbose.
+SERVICES = ("run", "worker")
+
+
+def log_level(args: argparse.Namespace, settings: Settings) -> str:
+    level = settings.log_level or ("INFO" if args.command in SERVICES else "WARNING")
+    if args.verbose and level in ("WARNING", "ERROR"):
+        return "INFO"
+    return level
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         settings = load_settings()
-        setup_logging(args.verbose, settings.secrets())
+        setup_logging(log_level(args, settings), settings.log_format, settings.secrets())
         return asyncio.run(args.handler(args, settings))
     except UserError as exc:
         text = message(exc)

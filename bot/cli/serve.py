@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from dataclasses import replace
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from bot.cli.common import EXIT_OK, UsageError
 from bot.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -40,7 +43,7 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def _sandbox_notice(settings: Settings) -> None:
-    if settings.sandbox_only:
+    if settings.sandbox_only and settings.log_format == "text":  # json: stderr is JSON lines (logged)
         print(
             "Sandbox mode: no provider API key is set, so every model makes free local placeholder "
             "images. Set MODELVERSE_API_KEY, WAVESPEED_API_KEY or VTRIX_API_KEY for real ones.",
@@ -62,7 +65,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if run_jobs:
         _sandbox_notice(settings)
     stop = _stop_on_signals()
-    async with open_services(settings) as svc:
+    async with open_services(settings, serve_http=True) as svc:  # KONTEXT_HTTP: /metrics, /healthz
         await run_bot(svc, stop, run_jobs=run_jobs, shard_count=shard_count, shard_ids=shard_ids)
     return EXIT_OK
 
@@ -76,10 +79,10 @@ async def worker(args: argparse.Namespace, settings: Settings) -> int:
         settings = replace(settings, limits=replace(settings.limits, max_running=args.concurrency))
     _sandbox_notice(settings)
     stop = _stop_on_signals()
-    async with open_services(settings) as svc:
+    async with open_services(settings, serve_http=True) as svc:
 
         def ready() -> None:
-            print(f"Worker {svc.worker.id} is running queued jobs (no gateway).", file=sys.stderr, flush=True)
+            log.info("Worker %s is running queued jobs (no gateway).", svc.worker.id)
 
         await run_worker(svc, stop, ready)
     return EXIT_OK

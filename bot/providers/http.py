@@ -32,7 +32,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -56,7 +55,8 @@ from bot.providers.base import (
 )
 from bot.providers.parsing import scrub
 from bot.providers.results import ResultDownloader
-from bot.providers.submits import never_sent, outcome_unknown
+from bot.providers.submits import never_sent, outcome_unknown, request_outcome
+from bot.providers.wire import join_url, request_id_of, same_origin
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,13 @@ MAX_POLL_INTERVAL = 10.0
 # JSON bodies are read into memory; a synchronous answer may carry up to four base64 images.
 _JSON_OVERHEAD = 4 * 4 // 3 + 1
 _THREAD_JSON_BYTES = 1 << 20  # parse larger JSON bodies off the event loop
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
 OnTask = Callable[[str], Awaitable[None]]
 OnProgress = Callable[[float | None], Awaitable[None]]
+OnRequest = Callable[[str, str], None]  # (provider, outcome): bot.metrics counts API calls
+Parse = Callable[[int, Any], Pending | Finished]
 
 
 class ProviderClient:
@@ -93,8 +94,10 @@ class ProviderClient:
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
         download_timeout: float = RESULT_READ_TIMEOUT,
+        on_request: OnRequest | None = None,
     ) -> None:
         self._http = http
+        self._on_request = on_request or (lambda provider, outcome: None)
         self._limits = limits
         self._secrets = tuple(s for s in secrets if s)
         self._sleep = sleep
@@ -185,8 +188,7 @@ class ProviderClient:
     ) -> Finished:
         call = adapter.build_submit(req)
         try:
-            status, body, meta = await self._exchange(adapter, call, deadline, started)
-            state = self._parse(adapter, adapter.parse_submit, status, body, meta, submit=True)
+            state = await self._ask(adapter, call, adapter.parse_submit, deadline, started, submit=True)
         except ProviderError as exc:
             raise self._submit_error(adapter, exc, deadline, started) from None
         task_id = state.task_id
@@ -222,8 +224,7 @@ class ProviderClient:
                 await self._sleep(min(delay, remaining))
             call = adapter.build_poll(task_id)
             try:
-                status, body, meta = await self._exchange(adapter, call, deadline, started)
-                state = self._parse(adapter, adapter.parse_poll, status, body, meta)
+                state = await self._ask(adapter, call, adapter.parse_poll, deadline, started)
             except ProviderError as exc:
                 # A task that ended failed is the task's verdict: asking again won't change it.
                 # Anything else retryable (429, 5xx, a dropped connection, even a 200 wrapping a
@@ -249,6 +250,25 @@ class ProviderClient:
             if on_progress is not None:
                 await on_progress(state.progress)
             delay, interval = interval, _slower(interval)
+
+    async def _ask(
+        self,
+        adapter: Adapter,
+        call: HttpCall,
+        parse: Parse,
+        deadline: float,
+        started: float,
+        submit: bool = False,
+    ) -> Pending | Finished:
+        """One API call and its reading; its outcome goes to ``on_request`` (bot.metrics)."""
+        try:
+            status, body, meta = await self._exchange(adapter, call, deadline, started)
+            state = self._parse(adapter, parse, status, body, meta, submit=submit)
+        except ProviderError as exc:
+            self._on_request(adapter.name, request_outcome(exc))
+            raise
+        self._on_request(adapter.name, "ok")
+        return state
 
     def _parse(
         self,
@@ -290,9 +310,9 @@ class ProviderClient:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise self._deadline_error(adapter, deadline, started)
-        url = _join(adapter.base_url, call.path)
+        url = join_url(adapter.base_url, call.path)
         headers = dict(call.headers)
-        if _same_origin(url, adapter.base_url):  # never hand the key to a host the adapter didn't name
+        if same_origin(url, adapter.base_url):  # never hand the key to a host the adapter didn't name
             headers.update(adapter.auth_headers())
         timeout = httpx.Timeout(
             connect=min(adapter.connect_timeout, remaining),
@@ -322,7 +342,7 @@ class ProviderClient:
             status,
             time.monotonic() - begun,
         )
-        meta = _Meta(parse_retry_after(resp_headers.get("retry-after")), _request_id(resp_headers))
+        meta = _Meta(parse_retry_after(resp_headers.get("retry-after")), request_id_of(resp_headers))
         ctype = resp_headers.get("content-type", "").lower()
         body = await _parse_json(raw) if "json" in ctype else _NOT_JSON
         if body is _NOT_JSON:
@@ -457,25 +477,6 @@ async def _parse_json(raw: bytes | bytearray) -> Any:
         return json.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
-
-
-def _request_id(headers: httpx.Headers) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value[:80]
-    return None
-
-
-def _join(base_url: str, path: str) -> str:
-    if path.startswith(("http://", "https://")):
-        return path
-    return base_url.rstrip("/") + "/" + path.lstrip("/")
-
-
-def _same_origin(url: str, base_url: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
 def _label(adapter: Adapter) -> str:

@@ -1,6 +1,7 @@
 """Whether a failed submit may be sent again. These APIs take no idempotency key: a submit that may
 have created a task is never re-sent, or the operator could pay twice (WaveSpeed's SDK holds to the
 same rule). The table of which answers say "nothing was done" is in ``bot.providers.http``.
+``request_outcome`` names how a failed call ended, for kontext_provider_requests_total.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import aiohttp
 import httpx
 
-from bot.providers.base import OutcomeUnknown, ProviderError, ProviderTimeout
+from bot.providers.base import OutcomeUnknown, ProviderError, ProviderTimeout, RateLimited
 
 
 def never_sent(exc: httpx.HTTPError) -> bool:
@@ -36,3 +37,20 @@ def outcome_unknown(exc: ProviderError, label: str, provider: str) -> OutcomeUnk
         status=exc.status,
         request_id=exc.request_id,
     )
+
+
+def request_outcome(exc: ProviderError) -> str:
+    """A failed call's outcome for kontext_provider_requests_total: rate_limited (429, or a busy
+    answer), timeout, network_error (no answer), server_error (5xx), client_error (4xx), or error
+    (an answer that read as a failure: a failed task, a refusal, an unreadable body)."""
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, ProviderTimeout):
+        return "timeout"
+    if exc.status is None:
+        return "network_error"
+    if exc.status >= 500:
+        return "server_error"
+    if exc.status >= 400:
+        return "client_error"
+    return "error"
