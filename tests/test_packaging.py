@@ -158,3 +158,27 @@ async def test_the_healthcheck_command_passes_on_200_and_fails_on_503(tmp_path):
         assert await check() == 0
         await svc.db.close()  # the database is gone: /healthz answers 503, the check fails
         assert await check() != 0
+
+
+def test_every_process_in_the_compose_example_is_a_command_line_the_bot_accepts():
+    """docker-compose.yml's commands parse (names and flags are the CLI's contract), its gateways
+    cover every shard once, and every process shares one PostgreSQL database and one files folder."""
+    import json as _json
+    import re
+
+    from bot.cli.parser import build_parser
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    commands = [_json.loads(m) for m in re.findall(r"command: (\[.*\])", text)]
+    assert len(commands) == 4
+    shards = []
+    for command in commands:
+        assert command[0] == "kontext-bot"
+        args = build_parser().parse_args(command[1:])
+        if command[1] == "run":
+            assert args.no_worker and args.shard_count == 2
+            shards += args.shard_ids
+        else:
+            assert command[1] == "worker" and args.concurrency >= 1
+    assert sorted(shards) == [0, 1]
+    assert "KONTEXT_DB: postgresql://" in text and "KONTEXT_FILES: /data/files" in text
