@@ -23,6 +23,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from bot import images
 from bot.accounts import AccountService
+from bot.alerts import AlertService
 from bot.catalog import SANDBOX
 from bot.config import Settings
 from bot.execution import Executor as JobExecutor
@@ -54,6 +55,7 @@ class Services:
     worker: Worker
     runner: ProviderRunner
     pillow: Executor  # image decode/encode; fewer threads than cores, so the event loop gets the GIL
+    alerts: AlertService  # budget alerts and period reports (posted by the Discord face)
 
 
 def files_dir(settings: Settings) -> Path:
@@ -127,7 +129,8 @@ async def open_services(
                 accounts=accounts,
                 pillow=pillow,
             )
-            yield Services(settings, http, db, jobs, accounts, worker, runner, pillow)
+            alerts = AlertService(db, accounts, owner=wid)
+            yield Services(settings, http, db, jobs, accounts, worker, runner, pillow, alerts)
         finally:
             if worker is not None:
                 await worker.stop(limits.shutdown_grace)

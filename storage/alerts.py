@@ -185,7 +185,9 @@ async def active_alert_settings(db: Database) -> list[AlertSettings]:
 # --- the figures ---------------------------------------------------------------------------------
 
 
-async def _facts(conn: Conn, guild_id: int, overruns_since: datetime | None, now: datetime) -> AlertFacts:
+async def _facts(
+    conn: Conn, guild_id: int, overruns_since: datetime | None, claims_since: datetime, now: datetime
+) -> AlertFacts:
     config = await read_guild_config(conn, guild_id)
     teams = [t for t in await read_teams(conn, guild_id) if t.budget_micros > 0]
     wanted = []
@@ -225,18 +227,26 @@ async def _facts(conn: Conn, guild_id: int, overruns_since: datetime | None, now
         ]
     starts = [b.start for b in budgets] + [o.at for o in overruns] + [now - timedelta(days=62)]
     sent = await conn.fetchall(
-        "SELECT subject, period_start, threshold FROM alerts_sent WHERE guild_id = ? AND period_start >= ?",
-        (guild_id, to_db(min(starts))),
+        "SELECT subject, period_start, threshold FROM alerts_sent WHERE guild_id = ? AND period_start >= ? "
+        "AND (sent_at IS NOT NULL OR claimed_at >= ?)",
+        (guild_id, to_db(min(starts)), to_db(claims_since)),
     )
     return AlertFacts(budgets, tuple(overruns), frozenset((r[0], r[1], r[2]) for r in sent))
 
 
 async def alert_facts(
-    db: Database, guild_id: int, *, overruns_since: datetime | None, now: datetime | None = None
+    db: Database,
+    guild_id: int,
+    *,
+    overruns_since: datetime | None,
+    stale_after: float,
+    now: datetime | None = None,
 ) -> AlertFacts:
     """The guild's budgets (those above $0) in their current periods, the overruns recorded since
-    ``overruns_since`` (None: none), and the alert keys already claimed from the last two months."""
-    return await db.read(_facts, guild_id, overruns_since, utc(now))
+    ``overruns_since`` (None: none), and the alert keys of the last two months that are sent or
+    claimed less than ``stale_after`` seconds ago (the others may be claimed again)."""
+    moment = utc(now)
+    return await db.read(_facts, guild_id, overruns_since, moment - timedelta(seconds=stale_after), moment)
 
 
 async def _top(conn: Conn, guild_id: int, payer: str, start: datetime, end: datetime) -> list:

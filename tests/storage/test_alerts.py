@@ -56,7 +56,9 @@ async def test_facts_state_each_budget_its_period_and_overruns(db):
     b = await storage.accept_job(db, new_job(user_id=2, free_quota=0, roles=(501,)), now=T0)
     await storage.complete_job(db, b.job_id, 1, now=T0)
 
-    facts = await alerts.alert_facts(db, GUILD, overruns_since=T0 - timedelta(hours=1), now=T0)
+    facts = await alerts.alert_facts(
+        db, GUILD, stale_after=600, overruns_since=T0 - timedelta(hours=1), now=T0
+    )
     by = {x.subject: x for x in facts.budgets}
     assert set(by) == {"guild", f"team:{team}"}  # a retired team has no budget to alert on
     g = by["guild"]
@@ -73,9 +75,9 @@ async def test_facts_state_each_budget_its_period_and_overruns(db):
         2 * PRICE,
     )
     assert (
-        await alerts.alert_facts(db, GUILD, overruns_since=T0 + timedelta(hours=1), now=T0)
+        await alerts.alert_facts(db, GUILD, stale_after=600, overruns_since=T0 + timedelta(hours=1), now=T0)
     ).overruns == ()
-    assert (await alerts.alert_facts(db, GUILD, overruns_since=None, now=T0)).overruns == ()
+    assert (await alerts.alert_facts(db, GUILD, stale_after=600, overruns_since=None, now=T0)).overruns == ()
     top = await alerts.top_spenders(db, GUILD, "guild", g.start, g.resets_at)
     assert top == [(1, 3 * PRICE)]
 
@@ -98,7 +100,7 @@ async def test_a_key_is_claimed_once_sent_once_and_released_for_a_retry(db):
     sent = {s.key.threshold: s for s in await alerts.sent_alerts(db, GUILD)}
     assert (sent[50].claimed_by, sent[50].message_id, sent[50].sent_at) == ("p1", 1234, T0)
     assert (sent[80].claimed_by, sent[80].sent_at) == ("p3", None)
-    facts = await alerts.alert_facts(db, GUILD, overruns_since=None, now=T0)
+    facts = await alerts.alert_facts(db, GUILD, stale_after=600, overruns_since=None, now=T0)
     assert facts.sent == {("guild", _key(50).period_start, 50), ("guild", _key(80).period_start, 80)}
 
 
