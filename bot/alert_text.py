@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.money import price, total
-from storage.alerts import Budget, Overrun
+from storage.alerts import AlertSettings, Budget, Overrun
 
 PERIOD_WORDS = {"day": "today", "week": "this week", "month": "this month"}
 REPORT_WORDS = {"weekly": "Weekly", "monthly": "Monthly"}
@@ -63,3 +63,16 @@ def overrun_text(o: Overrun) -> str:
 def report_title(report: str, start: datetime, end: datetime) -> str:
     last = (end - timedelta(days=1)).astimezone(UTC).date()
     return f"📈 **{REPORT_WORDS.get(report, report)} usage report**, {start.date()} to {last} (UTC)"
+
+
+def settings_text(s: AlertSettings, channel: str) -> str:
+    """What is set, after "Guild N: " or the like; ``channel`` is how the face names the channel."""
+    if s.channel_id is None or not s.on:
+        return "budget alerts and reports are off."
+    parts = []
+    if s.thresholds:
+        at = ", ".join(f"{t}%" for t in s.thresholds)
+        parts.append(f"alerts at {at} of each budget and on provider overruns")
+    if s.report != "off":
+        parts.append(f"a {s.report} usage report")
+    return f"in {channel}, {'; '.join(parts)}."

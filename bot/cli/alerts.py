@@ -8,6 +8,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bot.alert_text import settings_text
 from bot.cli.common import EXIT_OK, services_for_reading
 
 if TYPE_CHECKING:
@@ -54,15 +55,7 @@ def add_parser(admin: Any, discord_id: Callable[[str], int]) -> None:
 
 
 def describe(s: AlertSettings) -> str:
-    if s.channel_id is None or not s.on:
-        return f"Guild {s.guild_id}: budget alerts and reports are off."
-    parts = []
-    if s.thresholds:
-        at = ", ".join(f"{t}%" for t in s.thresholds)
-        parts.append(f"alerts at {at} of each budget and on provider overruns")
-    if s.report != "off":
-        parts.append(f"a {s.report} usage report")
-    return f"Guild {s.guild_id}: in channel {s.channel_id}, {'; '.join(parts)}."
+    return f"Guild {s.guild_id}: {settings_text(s, f'channel {s.channel_id}')}"
 
 
 async def alerts(args: argparse.Namespace, settings: Settings) -> int:
