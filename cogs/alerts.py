@@ -31,13 +31,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVERY = 60.0  # seconds between two looks when nothing wakes the checker sooner
+MIN_GAP = 1.0  # seconds at least between two looks: a busy queue wakes it many times a second
 MESSAGE_CHARS = 2000
 
 
 class AlertsCog(commands.Cog, name="Alerts"):
-    def __init__(self, bot: KontextBot, *, every: float = EVERY) -> None:
+    def __init__(self, bot: KontextBot, *, every: float = EVERY, min_gap: float = MIN_GAP) -> None:
         self.bot = bot
         self.every = every
+        self.min_gap = min_gap
         self.posted = 0  # messages posted by this process (tests and logs read it)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -64,7 +66,8 @@ class AlertsCog(commands.Cog, name="Alerts"):
                     await self.check()
                 except Exception:
                     log.exception("checking budget alerts failed")
-                await wait_event(self._wake, self.every)
+                await asyncio.sleep(self.min_gap)
+                await wait_event(self._wake, max(0.0, self.every - self.min_gap))
         finally:
             await listening.stop()
 
