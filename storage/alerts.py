@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from storage import audit
 from storage.conn import Conn
@@ -84,7 +85,7 @@ class AlertFacts:
     sent: frozenset[tuple[str, str, int]]  # (subject, period_start, threshold) claimed or sent
 
 
-def _settings(row) -> AlertSettings:  # type: ignore[no-untyped-def]
+def _settings(row: Any) -> AlertSettings:
     thresholds = tuple(int(t) for t in row["thresholds"].split(",") if t)
     return AlertSettings(
         row["guild_id"],
