@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Every process that talks to Discord loads these; the commands only where the gateway runs.
 COMMANDS = ("cogs.errors", "cogs.create", "cogs.buttons", "cogs.account", "cogs.admin")
-DELIVERY = ("cogs.delivery",)
+DELIVERY = ("cogs.delivery", "cogs.alerts")
 
 # Discord rate-limits message edits (numbers unpublished); the best bots edit every 3-5 s.
 PROGRESS_EVERY = 3.0  # at least this many seconds between two progress edits

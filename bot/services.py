@@ -23,6 +23,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from bot import images
 from bot.accounts import AccountService
+from bot.alerts import AlertService
 from bot.catalog import SANDBOX
 from bot.config import Settings
 from bot.execution import Executor as JobExecutor
@@ -57,6 +58,7 @@ class Services:
     worker: Worker
     runner: ProviderRunner
     pillow: Executor  # image decode/encode; fewer threads than cores, so the event loop gets the GIL
+    alerts: AlertService  # budget alerts and period reports (posted by the Discord face)
     metrics: Metrics  # this process's figures (bot/metrics.py), served on /metrics
     health: Health  # what /healthz answers; bot/client.py reports the gateway into it
     status_server: StatusServer | None = None  # KONTEXT_HTTP's server, when this process serves it
@@ -138,11 +140,12 @@ async def open_services(
                 accounts=accounts,
                 pillow=pillow,
             )
+            alerts = AlertService(db, accounts, owner=wid)
             if serve_http and settings.http_addr is not None:
                 server = StatusServer(metrics, health, db, *settings.http_addr)
                 await server.start()
             yield Services(
-                settings, http, db, jobs, accounts, worker, runner, pillow, metrics, health, server
+                settings, http, db, jobs, accounts, worker, runner, pillow, alerts, metrics, health, server
             )
         finally:
             if server is not None:

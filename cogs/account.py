@@ -14,8 +14,6 @@ read from ``interaction.permissions``, which Discord resolves for this member at
 
 from __future__ import annotations
 
-import asyncio
-import io
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -26,19 +24,16 @@ from discord.ext import commands
 
 from bot.accounts import USAGE_GROUPS, usage_window
 from bot.catalog import ASPECT_RATIOS
-from bot.charts import daily_series, spend_chart_png
 from bot.errors import UserError
-from bot.money import total as total_text
 from cogs.account_embeds import (
     history_embed,
     models_embed,
     quota_embed,
     settings_embed,
-    usage_table,
-    who_is_who,
 )
 from cogs.choices import catalog_choices
 from cogs.replies import NO_MENTIONS, can_manage, reply_error, role_ids
+from cogs.usage_post import usage_message
 
 if TYPE_CHECKING:
     from bot.client import KontextBot
@@ -199,25 +194,15 @@ class AccountCog(commands.Cog):
             await reply_error(interaction, exc)
             return
         label = WINDOW_LABELS.get(period, period)
-        series = daily_series(
-            {r.key: r.cost_micros for r in per_day.rows},
+        content, files = await usage_message(
+            report,
+            per_day,
+            heading=f"**Usage {label}, by {by}**",
+            chart_title=f"Spend per day, {label} (USD)",
             start=since.date() if since else None,
             end=now.date(),
+            name=period,
         )
-        chart = await asyncio.to_thread(spend_chart_png, series, title=f"Spend per day, {label} (USD)")
-        total = sum(r.cost_micros for r in report.rows)
-        jobs = sum(r.jobs for r in report.rows)
-        content = (
-            f"**Usage {label}, by {by}**: {jobs} job(s), {total_text(total)} spent "
-            f"(what the provider bills, free images included).\n```\n{usage_table(report)}\n```"
-        )
-        legend = who_is_who(report)
-        if legend:
-            content += "\n" + legend
-        files = [
-            discord.File(io.BytesIO(report.to_csv().encode()), filename=f"usage-{period}-by-{by}.csv"),
-            discord.File(io.BytesIO(chart), filename=f"spend-per-day-{period}.png"),
-        ]
         await interaction.followup.send(content, files=files, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     async def _leads_a_team(self, interaction: discord.Interaction) -> bool:

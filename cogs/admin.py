@@ -1,4 +1,5 @@
-"""/kontext-admin: a server's budget, free quotas, teams, per-member cap, grants, refunds and channels.
+"""/kontext-admin: a server's budget, free quotas, teams, per-member cap, grants, refunds, channels
+and (cogs/admin_alerts.py) budget alerts and reports.
 
 The group is registered for Manage Server only (``default_permissions``), but a server owner can
 change who sees a command in Server Settings > Integrations, so every subcommand checks Manage
@@ -19,6 +20,7 @@ from discord.ext import commands
 from bot.accounts import FREE_QUOTA_PERIODS, PERIODS, AccountService, GuildSettings
 from bot.errors import UserError
 from bot.money import price, total
+from cogs.admin_alerts import AlertCommands
 from cogs.choices import catalog_choices
 from cogs.replies import NO_MENTIONS, can_manage, model_short, reply_error, safe_text
 
@@ -119,9 +121,10 @@ def overview_embed(settings: GuildSettings, labels: dict[str, str]) -> discord.E
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class AdminCog(
+    AlertCommands,  # /kontext-admin alerts (cogs/admin_alerts.py)
     commands.GroupCog,
     group_name="kontext-admin",
-    group_description="Server admins: budget, free quota, teams, cap, grants, refunds, channels",
+    group_description="Server admins: budget, free quota, teams, cap, grants, refunds, channels, alerts",
 ):
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from bot.checks import MAX_ID, PERIODS
 from bot.cli import accounts, database, jobs, serve
+from bot.cli import alerts as cli_alerts
 from bot.cli.common import PROG
 
 DESCRIPTION = """\
@@ -234,6 +235,7 @@ def _add_admin(sub: Any) -> None:
     q = _sub(admin, "refund", "give a job's charge back (an unfinished job is cancelled)", accounts.refund)
     q.add_argument("job_id", metavar="JOB_ID", help="the job's id, as generate, /history or usage show it")
     q.add_argument("--reason", default="refunded by the operator", help="why, for the audit log")
+    cli_alerts.add_parser(admin, discord_id)
 
 
 def _add_db(sub: Any) -> None:

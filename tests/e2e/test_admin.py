@@ -73,6 +73,7 @@ ALL_SUBCOMMANDS = [
     ("channel-deny", {"channel": 0}),
     ("channels", {}),
     ("overview", {}),
+    ("alerts", {"off": True}),  # tests/e2e/test_alerts.py
 ]
 
 
