@@ -44,7 +44,9 @@ async def _flood(
     )
 
 
-async def _books_balance(group: Cluster, delivered: int) -> None:
+async def _books_balance(group: Cluster, delivered: int, cut_off: int = 0) -> None:
+    """``delivered`` jobs charged their price once; ``cut_off`` more were sent to a provider by a
+    process killed before it heard back (refunded: their task ids were never known)."""
     jobs = await group.jobs()
     won = [j for j in jobs if j.status == "succeeded"]
     assert len(won) == delivered
@@ -56,7 +58,7 @@ async def _books_balance(group: Cluster, delivered: int) -> None:
     # so no busy answer either; and no task was submitted twice.
     assert all(accounts[p]["peak_open"] <= PROVIDER_CAP for p in PROVIDERS), accounts
     assert sum(accounts[p]["busy"] for p in PROVIDERS) == 0, accounts
-    assert sum(accounts[p]["submits"] for p in PROVIDERS) == delivered, accounts
+    assert sum(accounts[p]["submits"] for p in PROVIDERS) == delivered + cut_off, accounts
 
 
 async def _told_once(group: Cluster, recs: list[dict]) -> Counter:
@@ -95,12 +97,20 @@ async def test_two_shards_two_workers_one_killed_every_job_delivered_once_or_ref
         assert await group.stop("worker1", signal.SIGKILL) == -signal.SIGKILL
 
         jobs = await group.settled(JOBS)
+        # A job the killed worker had sent but not yet heard back about (no task id recorded) cannot
+        # be asked for again: it is refunded and its member told. Every other one is delivered.
+        cut_off = [j for j in jobs if j.status == "failed"]
+        assert all(j.error.startswith("interrupted: the bot restarted") for j in cut_off), cut_off
+        assert len(cut_off) <= 4  # at most what the killed worker had in flight
+        won = PAID - len(cut_off)
         statuses = Counter(j.status for j in jobs)
-        assert statuses == {"succeeded": PAID, "refused": JOBS - PAID}, statuses
-        assert await _told_once(group, recs) == {"image": PAID, "no image": JOBS - PAID}
-        await _books_balance(group, PAID)
-        spent = Counter(j.guild_id for j in jobs if j.status == "succeeded")
-        assert spent == {GUILDS[0]: PAID // 2, GUILDS[1]: PAID // 2}  # each budget to the cent
+        assert statuses == +Counter({"succeeded": won, "refused": JOBS - PAID, "failed": len(cut_off)}), (
+            statuses
+        )
+        assert await _told_once(group, recs) == {"image": won, "no image": JOBS - won}
+        await _books_balance(group, won, len(cut_off))
+        spent = Counter(j.guild_id for j in jobs if j.status in ("succeeded", "failed"))
+        assert spent == {GUILDS[0]: PAID // 2, GUILDS[1]: PAID // 2}  # exactly the budgets allowed
         for name in ("gateway0", "gateway1", "worker2"):
             assert await group.stop(name) == 0, group.logs()
         assert group.tracebacks() == [], group.logs()
