@@ -33,6 +33,8 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "guild_channels": ("guild_id", "channel_id"),
     "user_settings": ("user_id",),
     "provider_state": ("provider",),  # what each provider account was learned to run at once
+    "rate_limits": ("guild_id", "role_id"),
+    "role_free_quota": ("guild_id", "role_id", "model"),
 }
 DERIVED_TABLES = ("balances",)
 # Not data: PostgreSQL's record of the migrations applied, and the roles live processes hold now.
