@@ -70,10 +70,16 @@ async def budget(acc: AccountService, args: argparse.Namespace) -> str:
 
 @admin_command
 async def free_quota(acc: AccountService, args: argparse.Namespace) -> str:
-    await acc.set_free_quota(args.guild, args.model, args.images, args.period)
+    await acc.set_free_quota(args.guild, args.model, args.images, args.period, role_id=args.role)
+    holding = f" holding role {args.role}" if args.role else ""
+    if args.period == "off" and args.role:
+        return f"Guild {args.guild}: role {args.role} has no free allowance of its own for {args.model}."
     if args.period == "off":
         return f"Guild {args.guild}: no free images for {args.model}."
-    return f"Guild {args.guild}: {args.images} free image(s) per member per {args.period} for {args.model}."
+    return (
+        f"Guild {args.guild}: {args.images} free image(s) per member{holding} per {args.period} "
+        f"for {args.model}."
+    )
 
 
 @admin_command
