@@ -23,7 +23,7 @@ def _no_database(settings: Settings, what: str, *, to_stderr: bool) -> None:
 
 async def quota(args: argparse.Namespace, settings: Settings) -> int:
     async with services_for_reading(settings) as (svc, missing):
-        report = await svc.accounts.quota(args.user, args.guild)
+        report = await svc.accounts.quota(args.user, args.guild, tuple(args.role))
     if missing:
         _no_database(settings, "nothing used yet", to_stderr=args.json)
         if not args.json:

@@ -44,7 +44,7 @@ Run `kontext-bot COMMAND --help` for a command's options.
 """
 
 
-ROLE_HELP = "run as a member holding this role: its team, free allowance and rate limit (repeatable)"
+ROLE_HELP = "as a member holding this role: its team, free allowance and rate limit (repeatable)"
 ROLE_FREE_HELP = "for members holding this role, in place of the server's ('off' removes the role's own)"
 
 
@@ -166,6 +166,7 @@ def _add_accounts(sub: Any) -> None:
     p.add_argument(
         "--guild", type=discord_id, metavar="ID", help="the Discord server (its budgets and teams)"
     )
+    p.add_argument("--role", type=discord_id, action="append", default=[], metavar="ROLE_ID", help=ROLE_HELP)
     _json_flag(p, "the quota")
     p = _sub(
         sub,
