@@ -83,23 +83,34 @@ async def check_rate(
     limits = applicable(await read_rate_limits(conn, guild_id), roles)
     if not limits:
         return
-    widest = max(x.window for x in limits)
-    rows = await conn.fetchall(
-        f"SELECT created_at FROM jobs WHERE user_id = ? AND guild_id = ? AND created_at > ? "
-        f"AND status IN ({placeholders(COUNTED)}) ORDER BY created_at DESC LIMIT ?",
-        (user_id, guild_id, to_db(now - widest), *COUNTED, max(x.jobs for x in limits)),
+    windows = sorted({x.window_s for x in limits})
+    base = f"FROM jobs WHERE user_id = ? AND guild_id = ? AND status IN ({placeholders(COUNTED)})"
+    # One pass over the member's recent jobs counts every window at once; rows are read only when
+    # a limit refuses (to say when it frees up).
+    counts = ", ".join("count(CASE WHEN created_at > ? THEN 1 END)" for _ in windows)
+    row = await conn.fetchone(
+        f"SELECT {counts} {base} AND created_at > ?",
+        (
+            *(to_db(now - timedelta(seconds=w)) for w in windows),
+            user_id,
+            guild_id,
+            *COUNTED,
+            to_db(now - timedelta(seconds=windows[-1])),
+        ),
     )
-    stamps = [r[0] for r in rows]  # newest first
+    used = dict(zip(windows, tuple(row), strict=True))
+    if any(used[x.window_s] < x.jobs for x in limits):
+        return
     soonest: tuple[RateLimit, int, datetime] | None = None
     for limit in limits:
-        since = to_db(now - limit.window)
-        inside = [s for s in stamps if s > since]
-        if len(inside) < limit.jobs:
-            return
         # Allowed again once the limit-th newest of them leaves the window.
-        retry_at = from_db(inside[limit.jobs - 1]) + limit.window
+        nth = await conn.fetchval(
+            f"SELECT created_at {base} ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+            (user_id, guild_id, *COUNTED, limit.jobs - 1),
+        )
+        retry_at = from_db(nth) + limit.window
         if soonest is None or retry_at < soonest[2]:
-            soonest = (limit, len(inside), retry_at)
+            soonest = (limit, used[limit.window_s], retry_at)
     assert soonest is not None
     raise RateLimited(*soonest)
 
