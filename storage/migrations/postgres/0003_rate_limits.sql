@@ -21,3 +21,5 @@ CREATE TABLE role_free_quota (
     updated_by BIGINT,
     PRIMARY KEY (guild_id, role_id, model)
 );
+
+CREATE INDEX jobs_by_member ON jobs (user_id, guild_id, created_at, status);

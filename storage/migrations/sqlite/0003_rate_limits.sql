@@ -25,3 +25,6 @@ CREATE TABLE role_free_quota (
     updated_by INTEGER,
     PRIMARY KEY (guild_id, role_id, model)
 ) WITHOUT ROWID;
+
+-- A member's recent jobs in one guild, counted without reading the rows (the rate check).
+CREATE INDEX jobs_by_member ON jobs (user_id, guild_id, created_at, status);
