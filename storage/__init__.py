@@ -97,6 +97,7 @@ from storage.opening import open_database
 from storage.periods import PERIODS, Period, period_at
 from storage.rates import (
     RateLimit,
+    RateStanding,
     ensure_allowed,
     list_rate_limits,
     list_role_free_quotas,
@@ -136,6 +137,7 @@ __all__ = [
     "QuotaStatus",
     "RateLimit",
     "RateLimited",
+    "RateStanding",
     "Refund",
     "Refusal",
     "Reservation",

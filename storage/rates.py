@@ -73,20 +73,31 @@ def applicable(limits: Iterable[RateLimit], roles: Iterable[int]) -> list[RateLi
     return mine or [x for x in limits if x.role_id is None]
 
 
-async def check_rate(
+@dataclass(frozen=True)
+class RateStanding:
+    """Where a member stands against one of their limits now."""
+
+    limit: RateLimit
+    used: int  # counted jobs in the window
+    next_at: datetime | None  # when a job is allowed again, if this limit refuses one now
+
+    @property
+    def allows(self) -> bool:
+        return self.next_at is None
+
+
+async def read_standing(
     conn: Conn, user_id: int | None, guild_id: int, roles: Iterable[int], now: datetime
-) -> None:
-    """Raise RateLimited when none of the member's limits allows another job now. Operator jobs
-    (no user) are never limited."""
+) -> list[RateStanding]:
+    """The member's standing against each limit they are held to (none for the operator)."""
     if user_id is None:
-        return
+        return []
     limits = applicable(await read_rate_limits(conn, guild_id), roles)
     if not limits:
-        return
+        return []
     windows = sorted({x.window_s for x in limits})
     base = f"FROM jobs WHERE user_id = ? AND guild_id = ? AND status IN ({placeholders(COUNTED)})"
-    # One pass over the member's recent jobs counts every window at once; rows are read only when
-    # a limit refuses (to say when it frees up).
+    # One pass over the member's recent jobs (index only: jobs_by_member) counts every window.
     counts = ", ".join("count(CASE WHEN created_at > ? THEN 1 END)" for _ in windows)
     row = await conn.fetchone(
         f"SELECT {counts} {base} AND created_at > ?",
@@ -99,20 +110,31 @@ async def check_rate(
         ),
     )
     used = dict(zip(windows, tuple(row), strict=True))
-    if any(used[x.window_s] < x.jobs for x in limits):
-        return
-    soonest: tuple[RateLimit, int, datetime] | None = None
+    found = []
     for limit in limits:
-        # Allowed again once the limit-th newest of them leaves the window.
-        nth = await conn.fetchval(
-            f"SELECT created_at {base} ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-            (user_id, guild_id, *COUNTED, limit.jobs - 1),
-        )
-        retry_at = from_db(nth) + limit.window
-        if soonest is None or retry_at < soonest[2]:
-            soonest = (limit, used[limit.window_s], retry_at)
-    assert soonest is not None
-    raise RateLimited(*soonest)
+        n, next_at = used[limit.window_s], None
+        if n >= limit.jobs:
+            # Allowed again once the limit-th newest of them leaves the window.
+            nth = await conn.fetchval(
+                f"SELECT created_at {base} ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+                (user_id, guild_id, *COUNTED, limit.jobs - 1),
+            )
+            next_at = from_db(nth) + limit.window
+        found.append(RateStanding(limit, n, next_at))
+    return found
+
+
+async def check_rate(
+    conn: Conn, user_id: int | None, guild_id: int, roles: Iterable[int], now: datetime
+) -> None:
+    """Raise RateLimited when none of the member's limits allows another job now (the refusal
+    names the one that frees up soonest). Operator jobs (no user) are never limited."""
+    standing = await read_standing(conn, user_id, guild_id, roles, now)
+    if not standing or any(s.allows for s in standing):
+        return
+    soonest = min(standing, key=lambda s: s.next_at or now)
+    assert soonest.next_at is not None
+    raise RateLimited(soonest.limit, soonest.used, soonest.next_at)
 
 
 async def ensure_allowed(

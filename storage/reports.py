@@ -11,7 +11,7 @@ from storage.db import Database
 from storage.guild_config import free_policy, read_free_overrides, read_guild_config, read_teams
 from storage.ledger import free_bucket, guild_bucket, most_generous, read_balances, team_bucket, user_bucket
 from storage.periods import period_at, to_db, utc
-from storage.rates import read_role_free, role_policies
+from storage.rates import RateStanding, read_role_free, read_standing, role_policies
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class QuotaStatus:
     cap_resets_at: datetime
     guild: BudgetStatus
     teams: tuple[BudgetStatus, ...]  # those of the roles given
+    rates: tuple[RateStanding, ...] = ()  # the rate limits the member is held to (storage/rates.py)
 
     @property
     def resets_at(self) -> datetime:
@@ -108,6 +109,7 @@ async def _quota(
             )
             for t in teams
         ),
+        tuple(await read_standing(conn, user_id, guild_id, roles, now)),
     )
     return status
 

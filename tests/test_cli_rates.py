@@ -65,6 +65,13 @@ async def test_the_job_past_the_limit_exits_1_with_when_and_charges_nothing(cli)
     assert "nothing was charged" in line and "job_id" not in failure  # no job was recorded
 
     assert await _free(cli) == before == (5, 2, 3)
+    code, out, _ = await cli("quota", *MEMBER, "--json")
+    (standing,) = json.loads(out)["rate_limits"]
+    assert (standing["jobs"], standing["per_s"], standing["used"]) == (2, 3600, 2)
+    shown_at = datetime.fromisoformat(standing["next_allowed_at"])
+    assert 0 <= (retry_at - shown_at).total_seconds() < 1  # the same moment (the refusal rounds up)
+    code, out, _ = await cli("quota", *MEMBER)
+    assert "Rate limit: 2 used of 2 jobs per hour; next job allowed at" in out
     code, out, err = await cli("usage", "--guild", "7", "--format", "json")
     assert [row["jobs"] for row in json.loads(out)] == [2]  # the refusal left no job behind
     code, out, err = await cli("db", "check")

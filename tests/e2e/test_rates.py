@@ -49,6 +49,11 @@ async def test_an_edit_over_the_rate_limit_is_refused_privately_with_when_and_co
     assert (len(emulator.requests), await _jobs(stack), await free_used(stack, MEMBER)) == (sent, jobs, used)
     assert await storage.check(stack.svc.db) == []
 
+    rec = await stack.fake.slash("quota", {}, user_id=MEMBER)
+    await rec.wait_for("responded")
+    assert rec.ephemeral and "Jobs you can start" in shown(rec)
+    assert re.search(r"0 left of 1 job per hour · next <t:\d+:R>", shown(rec))
+
     _, job = await edit(stack, PRO, user_id=OTHER)  # the limit is per member
     assert job.status == "succeeded"
     rec = await admin(stack, "rate", {"jobs": 0})

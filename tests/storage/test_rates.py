@@ -108,6 +108,22 @@ async def test_a_role_limit_replaces_the_guild_wide_one_and_the_most_generous_ro
     assert (refused.value.limit.role_id, refused.value.retry_at) == (11, T0 + timedelta(minutes=20))
 
 
+async def test_the_quota_shows_where_a_member_stands_against_their_limits(db):
+    await storage.set_rate_limit(db, GUILD, 2, HOUR, now=T0)
+    status = await storage.quota_status(db, 1, GUILD, {"m": 5}, now=T0)
+    ((limit, used, next_at),) = [(r.limit.jobs, r.used, r.next_at) for r in status.rates]
+    assert (limit, used, next_at) == (2, 0, None)
+    await _accept(db, T0)
+    await _accept(db, T0 + timedelta(minutes=5))
+    (standing,) = (await storage.quota_status(db, 1, GUILD, {"m": 5}, now=T0 + timedelta(minutes=6))).rates
+    assert (standing.used, standing.next_at, standing.allows) == (2, T0 + timedelta(hours=1), False)
+    assert (await storage.quota_status(db, 1, GUILD, {"m": 5}, (10,), now=T0)).rates  # no role limit yet
+    await storage.set_rate_limit(db, GUILD, 9, HOUR, role_id=10, now=T0)
+    (mine,) = (await storage.quota_status(db, 1, GUILD, {"m": 5}, (10,), now=T0 + timedelta(minutes=6))).rates
+    assert (mine.limit.role_id, mine.used, mine.allows) == (10, 2, True)
+    assert (await storage.quota_status(db, 2, 0, {"m": 5}, now=T0)).rates == ()  # no limits in guild 0
+
+
 async def test_removing_a_limit_and_the_audit(db):
     await storage.set_rate_limit(db, GUILD, 1, HOUR, role_id=10, actor_id=5, now=T0)
     assert await storage.set_rate_limit(db, GUILD, None, role_id=10, actor_id=5, now=T0) == []
