@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import storage
 from bot import checks
 from bot.catalog import ASPECT_RATIOS, Catalog
-from bot.checks import MAX_FREE_QUOTA_IMAGES, MAX_GRANT_IMAGES, PERIODS
+from bot.checks import MAX_FREE_QUOTA_IMAGES, MAX_GRANT_IMAGES, MAX_RATE_JOBS, PERIODS
 from bot.errors import NotFound, ValidationError
 from bot.reports import QuotaReport, UsageReport
 from bot.storage_errors import speaks_for_storage
@@ -58,6 +58,8 @@ class GuildSettings:
     free_quotas: dict[str, storage.FreePolicy]  # the guild's own rows; "*" is every other model
     teams: tuple[storage.Team, ...]
     channels: frozenset[int]  # empty: every channel
+    rate_limits: tuple[storage.RateLimit, ...] = ()  # the guild-wide one first
+    role_free_quotas: dict[int, dict[str, storage.FreePolicy]] = field(default_factory=dict)  # role -> model
 
 
 @speaks_for_storage  # storage's facts leave every public method as UserErrors
@@ -122,21 +124,57 @@ class AccountService:
         )
 
     async def set_free_quota(
-        self, guild_id: int, model: str, images: Any, period: str = "month", *, actor_id: int | None = None
+        self,
+        guild_id: int,
+        model: str,
+        images: Any,
+        period: str = "month",
+        *,
+        role_id: int | None = None,
+        actor_id: int | None = None,
     ) -> None:
-        """admin free-quota --guild ID --model MODEL|all --images N [--period day|week|month|off]"""
+        """admin free-quota --guild ID --model MODEL|all --images N [--period day|week|month|off]
+        [--role ROLE_ID]. With a role: its members' own allowance, in place of the server's (the most
+        generous of a member's roles wins); "off" removes the role's allowance."""
         model_id = storage.ALL_MODELS if model in ALL_MODELS else self._model(model)
-        count = checks.count(images, "images", maximum=MAX_FREE_QUOTA_IMAGES)
-        if checks.period(period, FREE_QUOTA_PERIODS) == "off":
-            count, period = 0, "month"
-        await storage.set_free_quota(
+        count: int | None = checks.count(images, "images", maximum=MAX_FREE_QUOTA_IMAGES)
+        guild = checks.discord_id(guild_id, "guild", zero_ok=True)
+        off = checks.period(period, FREE_QUOTA_PERIODS) == "off"
+        if off:
+            count, period = (None if role_id is not None else 0), "month"
+        if role_id is not None:
+            role = checks.discord_id(role_id, "role")
+            await storage.set_role_free_quota(
+                self.db, guild, role, model_id, count, period, actor_id=actor_id
+            )
+            return
+        await storage.set_free_quota(self.db, guild, model_id, count, period, actor_id=actor_id)
+
+    async def set_rate(
+        self,
+        guild_id: int,
+        jobs: Any,
+        per: str = "1h",
+        *,
+        role_id: int | None = None,
+        actor_id: int | None = None,
+    ) -> list[storage.RateLimit]:
+        """admin rate --guild ID --jobs N --per 10m|1h|1d [--role ROLE_ID]: at most N jobs per member
+        in any rolling window, for the role's members (without a role: everyone without a limited
+        role). jobs 0 (or --off) removes that limit. Returns the server's limits now."""
+        count = checks.count(jobs, "jobs", maximum=MAX_RATE_JOBS)
+        window = checks.window_s(per) if count else 3600
+        return await storage.set_rate_limit(
             self.db,
             checks.discord_id(guild_id, "guild", zero_ok=True),
-            model_id,
-            count,
-            period,
+            count or None,
+            window,
+            role_id=None if role_id is None else checks.discord_id(role_id, "role"),
             actor_id=actor_id,
         )
+
+    async def rate_limits(self, guild_id: int) -> list[storage.RateLimit]:
+        return await storage.list_rate_limits(self.db, checks.discord_id(guild_id, "guild", zero_ok=True))
 
     async def set_team(
         self,
@@ -235,6 +273,8 @@ class AccountService:
             await storage.list_free_quotas(self.db, guild),
             tuple(await storage.list_teams(self.db, guild)),
             await storage.allowed_channels(self.db, guild),
+            tuple(await storage.list_rate_limits(self.db, guild)),
+            await storage.list_role_free_quotas(self.db, guild),
         )
 
     async def channel_allowed(self, guild_id: int, channel_id: int | None) -> bool:

@@ -10,6 +10,7 @@ option ``usd`` in Discord).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,6 +29,11 @@ MAX_FREE_QUOTA_IMAGES = 100_000  # free images per member per period
 MAX_GRANT_IMAGES = 10_000  # extra free images in one grant
 MAX_ID = 2**63 - 1  # Discord ids are 64-bit snowflakes below this; the database stores signed 64-bit
 MAX_USD_CHARS = 24  # the slash option's length limit: "12.50", never a 1,000-digit number
+MAX_RATE_JOBS = 10_000  # jobs per member per window
+RATE_WINDOWS = ("10m", "1h", "1d")  # the windows the slash command offers; the CLI takes any in range
+MAX_WINDOW_S = 7 * 86400
+_WINDOW = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$", re.IGNORECASE)
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 
 
 def discord_id(value: Any, field: str, *, zero_ok: bool = False) -> int:
@@ -65,6 +71,18 @@ def usd_micros(usd: Any, field: str = "usd") -> int:
     if micros > MAX_USD * MICROS_PER_USD:
         raise ValidationError(f"must be at most ${MAX_USD:,} per period (you gave {usd!r}).", field=field)
     return micros
+
+
+def window_s(value: Any, field: str = "per") -> int:
+    """A rate limit's window, "10m", "1h", "1d" (minutes, hours, days), in seconds."""
+    found = _WINDOW.match(str(value)) if isinstance(value, str) else None
+    seconds = int(found.group(1)) * _UNIT_S[found.group(2).lower()] if found else 0
+    if not 60 <= seconds <= MAX_WINDOW_S:
+        raise ValidationError(
+            f"must be a window like 10m, 1h or 1d (minutes, hours or days; from 1m to 7d), not {value!r}.",
+            field=field,
+        )
+    return seconds
 
 
 def period(value: str, allowed: Sequence[str] = PERIODS) -> str:

@@ -6,7 +6,9 @@ Every face (slash command, CLI) prints ``user_message``; nothing else about an e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 
 class UserError(Exception):
@@ -63,6 +65,33 @@ class QuotaExceeded(UserError):
     """Nothing (free quota, team budget, guild budget, user cap) can pay for the job."""
 
     code = "quota_exceeded"
+
+
+class RateLimited(UserError):
+    """The member reached a rate limit: the job was not recorded, nothing was charged. ``lead`` says
+    which limit; ``retry_at`` (to the second, rounded up) is when their next job is allowed."""
+
+    code = "rate_limited"
+
+    def __init__(self, lead: str, retry_at: datetime, now: datetime) -> None:
+        self.lead = lead
+        late = retry_at.astimezone(UTC)
+        self.retry_at = late.replace(microsecond=0) + (
+            timedelta(seconds=1) if late.microsecond else timedelta()
+        )
+        self.retry_after_s = max(1, math.ceil((self.retry_at - now).total_seconds()))
+        super().__init__(self.saying(lambda at: f"at {self.retry_iso} (in {self.retry_after_s} s)"))
+
+    @property
+    def retry_iso(self) -> str:
+        return self.retry_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def saying(self, when: Callable[[datetime], str]) -> str:
+        """The message with the moment in a face's own words (Discord: a relative timestamp)."""
+        return f"{self.lead} Your next job is allowed {when(self.retry_at)}; nothing was charged."
+
+    def json_fields(self) -> dict[str, object]:
+        return {"retry_at": self.retry_iso, "retry_after_s": self.retry_after_s}
 
 
 class NoRouteError(UserError):

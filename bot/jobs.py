@@ -179,9 +179,12 @@ class JobService:
         self, req: JobRequest, *, delivery: Delivery | None = None, pinned: bool = False
     ) -> Submitted:
         """Record, reserve and queue a job; a worker runs it. Raises UserError before anything is
-        recorded (a broken rule, an unreadable input, a full queue) or QuotaExceeded (the refusal is
-        recorded, with its job id). ``pinned``: only this process's worker may run it."""
+        recorded (a broken rule, a rate limit reached, an unreadable input, a full queue) or
+        QuotaExceeded (the refusal is recorded, with its job id). ``pinned``: only this process's
+        worker may run it."""
         job, routes = self.check(req)
+        # Over a rate limit: refused before an upload is read (enqueue checks again, and holds).
+        await storage.ensure_allowed(self.db, req.user_id, req.guild_id, req.role_ids)
         raw: list[bytes | InputLoader | None] = list(req.images)
         if isinstance(req.images, list):
             req.images.clear()  # handed over: the raw uploads are freed once normalised

@@ -1,12 +1,15 @@
-"""The words for a refused reservation: storage says what was short (storage.Refusal), this says it
-to a member, the same sentence on Discord and in the terminal."""
+"""The words for a refused job: storage says what was short (storage.Refusal) or which rate limit
+was reached (storage.RateLimited); this says it to a member, the same sentence on Discord and in the
+terminal (only the moment of a rate limit is shown each face's way)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.errors import RateLimited
 from bot.money import price, total
-from storage import Refusal
+from storage import RateLimit, Refusal
+from storage import RateLimited as RateFact
 
 
 def when(moment: datetime) -> str:
@@ -36,3 +39,24 @@ def refusal_text(refusal: Refusal) -> str:
         else:
             parts.append(f"Server budget: {left} left of {limit} (resets {resets}).")
     return " ".join(parts)
+
+
+def window_words(seconds: int) -> str:
+    """A rate limit's window: "hour", "day", "10 minutes", "2 hours"."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds % size == 0:
+            n = seconds // size
+            return unit if n == 1 else f"{n} {unit}s"
+    return f"{seconds} seconds"
+
+
+def rate_words(limit: RateLimit) -> str:
+    """ "3 jobs per hour", "1 job per 10 minutes" """
+    return f"{limit.jobs} job{'s' if limit.jobs != 1 else ''} per {window_words(limit.window_s)}"
+
+
+def rate_limited(fact: RateFact, now: datetime | None = None) -> RateLimited:
+    """The member's refusal: which limit they reached and when their next job is allowed."""
+    whose = " for members of your role" if fact.limit.role_id is not None else ""
+    lead = f"You have reached this server's limit of {rate_words(fact.limit)}{whose}."
+    return RateLimited(lead, fact.retry_at, now or datetime.now(UTC))

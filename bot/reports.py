@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.money import MICROS_PER_USD, total
+from bot.refusals import rate_words
 from storage import QuotaStatus, UsageRow
 
 
@@ -71,6 +72,16 @@ class QuotaReport:
                 }
                 for t in s.teams
             ],
+            "rate_limits": [
+                {
+                    "role_id": r.limit.role_id,
+                    "jobs": r.limit.jobs,
+                    "per_s": r.limit.window_s,
+                    "used": r.used,
+                    "next_allowed_at": None if r.next_at is None else _iso(r.next_at),
+                }
+                for r in s.rates
+            ],
         }
 
     def to_text(self) -> str:
@@ -92,6 +103,9 @@ class QuotaReport:
             f"Server budget: {total(g.remaining_micros)} left of {total(g.budget_micros)} "
             f"(resets {_iso(g.resets_at)})"
         )
+        for r in s.rates:
+            then = "" if r.next_at is None else f"; next job allowed at {_iso(r.next_at)}"
+            lines.append(f"Rate limit: {r.used} used of {rate_words(r.limit)}{then}")
         return "\n".join(lines)
 
 

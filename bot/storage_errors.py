@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import storage
 from bot.errors import NotFound, QuotaExceeded, StorageProblem, UserError
-from bot.refusals import refusal_text
+from bot.refusals import rate_limited, refusal_text
 
 C = TypeVar("C", bound=type)
 
@@ -35,6 +35,8 @@ def user_error(exc: storage.StorageError) -> UserError | None:
     match exc:
         case storage.QuotaRefused():
             return QuotaRefusal(exc)
+        case storage.RateLimited():
+            return rate_limited(exc)
         case storage.JobNotFound():
             return NotFound(f"No job {exc.job_id!r}.")
         case storage.SchemaTooNew():

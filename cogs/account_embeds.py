@@ -13,6 +13,7 @@ from bot.accounts import UsageReport
 from bot.catalog import SANDBOX, Model, Route
 from bot.money import price as price_text
 from bot.money import total
+from bot.refusals import rate_words
 from cogs.replies import model_short, safe_text
 
 if TYPE_CHECKING:
@@ -89,6 +90,13 @@ def quota_embed(status: QuotaStatus, labels: dict[str, str], guild_name: str | N
             f"resets {_when(g.resets_at)}"
         )
     embed.add_field(name="Server budget", value=server, inline=False)
+    if status.rates:
+        rates = [
+            f"{max(0, r.limit.jobs - r.used)} left of {rate_words(r.limit)}"
+            + ("" if r.next_at is None else f" · next {_when(r.next_at)}")
+            for r in status.rates
+        ]
+        embed.add_field(name="Jobs you can start", value=_clip("\n".join(rates), 1024), inline=False)
     embed.add_field(name="Next reset", value=discord.utils.format_dt(status.resets_at, "f"), inline=False)
     embed.set_footer(text="Free images are used first, then a team budget, then the server budget.")
     return embed

@@ -1,5 +1,5 @@
-"""/kontext-admin: a server's budget, free quotas, teams, per-member cap, grants, refunds, channels
-and (cogs/admin_alerts.py) budget alerts and reports.
+"""/kontext-admin: a server's budget, free quotas, teams, per-member cap, grants, refunds and channels
+(budget alerts and reports: cogs/admin_alerts.py; rate limits: cogs/admin_rates.py; both mixed in).
 
 The group is registered for Manage Server only (``default_permissions``), but a server owner can
 change who sees a command in Server Settings > Integrations, so every subcommand checks Manage
@@ -21,6 +21,7 @@ from bot.accounts import FREE_QUOTA_PERIODS, PERIODS, AccountService, GuildSetti
 from bot.errors import UserError
 from bot.money import price, total
 from cogs.admin_alerts import AlertCommands
+from cogs.admin_rates import RateCommands, add_rate_fields
 from cogs.choices import catalog_choices
 from cogs.replies import NO_MENTIONS, can_manage, model_short, reply_error, safe_text
 
@@ -115,6 +116,7 @@ def overview_embed(settings: GuildSettings, labels: dict[str, str]) -> discord.E
     embed.add_field(
         name="Image commands allowed in", value=_channel_list(settings.channels)[:1024], inline=False
     )
+    add_rate_fields(embed, settings, labels)
     return embed
 
 
@@ -122,9 +124,10 @@ def overview_embed(settings: GuildSettings, labels: dict[str, str]) -> discord.E
 @app_commands.default_permissions(manage_guild=True)
 class AdminCog(
     AlertCommands,  # /kontext-admin alerts (cogs/admin_alerts.py)
+    RateCommands,  # /kontext-admin rate (cogs/admin_rates.py)
     commands.GroupCog,
     group_name="kontext-admin",
-    group_description="Server admins: budget, free quota, teams, cap, grants, refunds, channels, alerts",
+    group_description="Admins: budget, free quota, teams, cap, rate, grants, refunds, channels, alerts",
 ):
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot
@@ -247,6 +250,7 @@ class AdminCog(
         model="The model, or 'all' for every model without its own setting",
         images="Free images per member per period (0: none)",
         period="When free images start over (UTC), or 'off' for no free images",
+        role="Only for members holding this role, in place of the server's ('off' removes the role's own)",
     )
     @app_commands.choices(period=FREE_PERIOD_CHOICES)
     async def free_quota(
@@ -255,12 +259,14 @@ class AdminCog(
         model: app_commands.Range[str, 1, 100],
         images: app_commands.Range[int, 0, 100_000],
         period: str = "month",
+        role: discord.Role | None = None,
     ) -> None:
         if await self._refused(interaction):
             return
+        role_id = None if role is None or role.is_default() else role.id
         try:
             await self.accounts.set_free_quota(
-                interaction.guild_id, model, images, period, actor_id=interaction.user.id
+                interaction.guild_id, model, images, period, role_id=role_id, actor_id=interaction.user.id
             )
             which = (
                 "every model without its own setting"
@@ -270,7 +276,14 @@ class AdminCog(
         except UserError as exc:
             await reply_error(interaction, exc)
             return
-        if period == "off" or images == 0:
+        if role_id is not None:
+            text = (
+                f"Members holding <@&{role_id}> get the server's free images of {which} again."
+                if period == "off"
+                else f"Members holding <@&{role_id}> now get {images} free image(s) {_per(period)} of "
+                f"{which}, in place of the server's (the most generous of their roles wins)."
+            )
+        elif period == "off" or images == 0:
             text = f"Free images are off for {which}: jobs are paid from team or server budgets."
         else:
             text = f"Members now get {images} free image(s) {_per(period)} of {which}."

@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from bot.errors import UserError
+from bot.errors import RateLimited, UserError
 from bot.outcomes import JobFailed
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def user_error_text(exc: UserError, reference: int | str | None = None) -> str:
     an interaction reference they can quote to an admin), and "not charged" only where a charge
     was in question. JobFailed already names its job and says it was not charged."""
     text = exc.user_message
+    if isinstance(exc, RateLimited):  # the moment as Discord shows it: "in 20 minutes", in their zone
+        text = exc.saying(lambda at: discord.utils.format_dt(at, "R"))
     job_id = getattr(exc, "job_id", None)  # e.g. a quota refusal is recorded as a job
     if isinstance(exc, JobFailed):
         pass

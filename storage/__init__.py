@@ -59,6 +59,7 @@ from storage.errors import (
     MigrationFailed,
     NotADatabase,
     QuotaRefused,
+    RateLimited,
     SameDatabase,
     SchemaTooNew,
     StorageError,
@@ -94,6 +95,15 @@ from storage.jobs import (
 from storage.ledger import Refusal, Shortfall, grant_free_images
 from storage.opening import open_database
 from storage.periods import PERIODS, Period, period_at
+from storage.rates import (
+    RateLimit,
+    RateStanding,
+    ensure_allowed,
+    list_rate_limits,
+    list_role_free_quotas,
+    set_rate_limit,
+    set_role_free_quota,
+)
 from storage.reports import BudgetStatus, FreeStatus, QuotaStatus, UsageRow, quota_status, usage
 from storage.settle import Refund, Reservation, Settlement, accept_job, complete_job, fail_job, refund_job
 from storage.targets import Target, parse_target, redact
@@ -125,6 +135,9 @@ __all__ = [
     "Period",
     "QuotaRefused",
     "QuotaStatus",
+    "RateLimit",
+    "RateLimited",
+    "RateStanding",
     "Refund",
     "Refusal",
     "Reservation",
@@ -147,6 +160,7 @@ __all__ = [
     "check",
     "complete_job",
     "copy_database",
+    "ensure_allowed",
     "fail_job",
     "get_guild_config",
     "get_job",
@@ -154,6 +168,8 @@ __all__ = [
     "grant_free_images",
     "list_free_quotas",
     "list_jobs",
+    "list_rate_limits",
+    "list_role_free_quotas",
     "list_teams",
     "mark_running",
     "open_database",
@@ -167,6 +183,8 @@ __all__ = [
     "set_free_quota",
     "set_guild_budget",
     "set_posted",
+    "set_rate_limit",
+    "set_role_free_quota",
     "set_task_id",
     "set_team",
     "set_user_cap",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from storage.ledger import Refusal
+    from storage.rates import RateLimit
 
 
 class StorageError(Exception):
@@ -155,3 +156,13 @@ class QueueFull(StorageError):
     def __init__(self, *, waiting: int) -> None:
         super().__init__(f"{waiting} jobs are waiting")
         self.waiting = waiting
+
+
+class RateLimited(StorageError):
+    """The member already has ``used`` accepted jobs in the window of ``limit`` (the limit of theirs
+    that frees up soonest): the job was not recorded, nothing was charged. ``retry_at``: the earliest
+    moment a job of theirs is allowed again."""
+
+    def __init__(self, limit: RateLimit, used: int, retry_at: datetime) -> None:
+        super().__init__(f"{used} jobs within {limit.window_s} s, limit {limit.jobs}; next at {retry_at}")
+        self.limit, self.used, self.retry_at = limit, used, retry_at

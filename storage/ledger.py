@@ -7,15 +7,16 @@ for the buckets). ``balances`` caches the sums per day, kept by a trigger in the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from storage import audit
 from storage.conn import Conn
 from storage.db import Database
-from storage.guild_config import read_free_policy, read_guild_config, read_teams
+from storage.guild_config import FreePolicy, read_free_policy, read_guild_config, read_teams
 from storage.periods import Period, day_of, period_at, to_db, utc
+from storage.rates import free_policies
 
 OPERATOR_BUCKET = "operator"
 
@@ -127,6 +128,19 @@ async def read_balances(
     return found
 
 
+def most_generous(policies: Sequence[FreePolicy], standing: Callable[[FreePolicy], Balance]) -> FreePolicy:
+    """Of the free quotas a member may draw on (their roles'), the one that leaves them the most free
+    images now (``standing``: the bucket's sums over that quota's period); a tie goes to the larger
+    allowance. Periods differ (3 a day against 50 a month), so "most generous" is judged by what
+    the member can use at this moment."""
+
+    def key(p: FreePolicy) -> tuple[int, int]:
+        b = standing(p)
+        return (max(0, p.images + b.granted - b.images), p.images + b.granted)
+
+    return max(policies, key=key)
+
+
 async def decide(
     conn: Conn,
     *,
@@ -150,10 +164,13 @@ async def decide(
         line = Line("operator", OPERATOR_BUCKET, day, guild_id, None, None, model, 0, estimate)
         return Decision("operator", (line,), None, None, None)
 
-    policy = await read_free_policy(conn, guild_id, model, free_default)
-    fp = period_at(policy.period, now)
+    policies = await free_policies(conn, guild_id, model, free_default, roles)
     fb = free_bucket(guild_id, user_id, model)
-    free = (await read_balances(conn, [(fb, fp)]))[(fb, fp)]
+    periods = {p.period: period_at(p.period, now) for p in policies}
+    bal = await read_balances(conn, [(fb, fp) for fp in periods.values()])
+    policy = most_generous(policies, lambda p: bal[(fb, periods[p.period])])
+    fp = periods[policy.period]
+    free = bal[(fb, fp)]
     limit = policy.images + free.granted
     free_left = max(0, limit - free.images)
     if estimate == 0:

@@ -9,8 +9,9 @@ from datetime import datetime
 from storage.conn import Conn
 from storage.db import Database
 from storage.guild_config import free_policy, read_free_overrides, read_guild_config, read_teams
-from storage.ledger import free_bucket, guild_bucket, read_balances, team_bucket, user_bucket
+from storage.ledger import free_bucket, guild_bucket, most_generous, read_balances, team_bucket, user_bucket
 from storage.periods import period_at, to_db, utc
+from storage.rates import RateStanding, read_role_free, read_standing, role_policies
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class QuotaStatus:
     cap_resets_at: datetime
     guild: BudgetStatus
     teams: tuple[BudgetStatus, ...]  # those of the roles given
+    rates: tuple[RateStanding, ...] = ()  # the rate limits the member is held to (storage/rates.py)
 
     @property
     def resets_at(self) -> datetime:
@@ -57,18 +59,27 @@ async def _quota(
     overrides = await read_free_overrides(conn, guild_id)
     config = await read_guild_config(conn, guild_id)
     teams = await read_teams(conn, guild_id, roles) if roles else []
-    policies = {m: free_policy(overrides, m, default) for m, default in models.items()}
-    fps = {m: period_at(p.period, now) for m, p in policies.items()}
+    by_role = await read_role_free(conn, guild_id, roles) if roles else {}
+    # Each model's candidates: the member's roles' own free quotas, else the guild's (or catalog's).
+    candidates = {
+        m: role_policies(by_role, m) or [free_policy(overrides, m, default)] for m, default in models.items()
+    }
+    periods = {p.period: period_at(p.period, now) for ps in candidates.values() for p in ps}
     tps = {t.id: period_at(t.period, now) for t in teams}
     cp, gp = period_at(config.cap_period, now), period_at(config.budget_period, now)
     ub, gb = user_bucket(guild_id, user_id), guild_bucket(guild_id)
     keys = [
         (ub, cp),
         (gb, gp),
-        *((free_bucket(guild_id, user_id, m), fps[m]) for m in models),
+        *((free_bucket(guild_id, user_id, m), periods[p.period]) for m, ps in candidates.items() for p in ps),
         *((team_bucket(t.id), tps[t.id]) for t in teams),
     ]
     bal = await read_balances(conn, keys)
+    policies = {
+        m: most_generous(ps, lambda p, m=m: bal[(free_bucket(guild_id, user_id, m), periods[p.period])])
+        for m, ps in candidates.items()
+    }
+    fps = {m: periods[p.period] for m, p in policies.items()}
     free = []
     for m, policy in policies.items():
         b = bal[(free_bucket(guild_id, user_id, m), fps[m])]
@@ -98,6 +109,7 @@ async def _quota(
             )
             for t in teams
         ),
+        tuple(await read_standing(conn, user_id, guild_id, roles, now)),
     )
     return status
 

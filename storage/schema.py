@@ -35,6 +35,8 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "provider_state": ("provider",),  # what each provider account was learned to run at once
     "alert_settings": ("guild_id",),
     "alerts_sent": ("guild_id", "subject", "period_start", "threshold"),  # so a move re-sends nothing
+    "rate_limits": ("guild_id", "role_id"),
+    "role_free_quota": ("guild_id", "role_id", "model"),
 }
 DERIVED_TABLES = ("balances",)
 # Not data: PostgreSQL's record of the migrations applied, and the roles live processes hold now.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage import audit, jobs, ledger
+from storage import audit, jobs, ledger, rates
 from storage.conn import Conn
 from storage.db import Database
 from storage.errors import IntegrityViolation, QuotaRefused
@@ -68,6 +68,7 @@ class Refund:
 async def _accept(conn: Conn, job: NewJob, job_id: str, now: datetime) -> ledger.Decision | ledger.Refusal:
     guild_id = job.guild_id or 0
     await conn.lock(f"guild:{guild_id}")
+    await rates.check_rate(conn, job.user_id, guild_id, job.roles, now)  # raises: nothing is written
     decision = await ledger.decide(
         conn,
         user_id=job.user_id,
@@ -118,7 +119,8 @@ async def _accept(conn: Conn, job: NewJob, job_id: str, now: datetime) -> ledger
 
 async def accept_job(db: Database, job: NewJob, *, now: datetime | None = None) -> Reservation:
     """Record the job and reserve its estimate in one transaction; or record it as refused and
-    raise QuotaRefused, whose ``refusal`` says what it would cost, what is left and when it resets."""
+    raise QuotaRefused, whose ``refusal`` says what it would cost, what is left and when it resets.
+    A member over a rate limit gets RateLimited, and nothing is recorded (storage/rates.py)."""
     return await accept_with(db, job, utc(now), _accept)
 
 

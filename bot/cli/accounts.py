@@ -23,7 +23,7 @@ def _no_database(settings: Settings, what: str, *, to_stderr: bool) -> None:
 
 async def quota(args: argparse.Namespace, settings: Settings) -> int:
     async with services_for_reading(settings) as (svc, missing):
-        report = await svc.accounts.quota(args.user, args.guild)
+        report = await svc.accounts.quota(args.user, args.guild, tuple(args.role))
     if missing:
         _no_database(settings, "nothing used yet", to_stderr=args.json)
         if not args.json:
@@ -70,10 +70,16 @@ async def budget(acc: AccountService, args: argparse.Namespace) -> str:
 
 @admin_command
 async def free_quota(acc: AccountService, args: argparse.Namespace) -> str:
-    await acc.set_free_quota(args.guild, args.model, args.images, args.period)
+    await acc.set_free_quota(args.guild, args.model, args.images, args.period, role_id=args.role)
+    holding = f" holding role {args.role}" if args.role else ""
+    if args.period == "off" and args.role:
+        return f"Guild {args.guild}: role {args.role} has no free allowance of its own for {args.model}."
     if args.period == "off":
         return f"Guild {args.guild}: no free images for {args.model}."
-    return f"Guild {args.guild}: {args.images} free image(s) per member per {args.period} for {args.model}."
+    return (
+        f"Guild {args.guild}: {args.images} free image(s) per member{holding} per {args.period} "
+        f"for {args.model}."
+    )
 
 
 @admin_command

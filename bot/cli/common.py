@@ -22,6 +22,7 @@ from bot.errors import (
     InputImageError,
     NoRouteError,
     QuotaExceeded,
+    RateLimited,
     UserError,
     ValidationError,
 )
@@ -81,7 +82,9 @@ def failure_status(exc: BaseException) -> str:
         return recorded
     if isinstance(exc, ConfigError) or not isinstance(exc, UserError):
         return "error"
-    if isinstance(exc, (ValidationError, NoRouteError, QuotaExceeded, InputImageError, UsageError)):
+    if isinstance(
+        exc, (ValidationError, NoRouteError, QuotaExceeded, RateLimited, InputImageError, UsageError)
+    ):
         return "refused"
     return "failed"
 
@@ -96,7 +99,8 @@ def print_json(obj: Any) -> None:
 
 def json_failure(exc: BaseException, text: str, code: str | None = None) -> dict[str, Any]:
     """The one JSON object a failing ``--json`` command prints: status, error (the same one line
-    as on stderr), code, and job_id when a job was recorded."""
+    as on stderr), code, job_id when a job was recorded, and retry_at / retry_after_s when a rate
+    limit refused it."""
     failure: dict[str, Any] = {
         "status": failure_status(exc),
         "error": text,
@@ -105,6 +109,8 @@ def json_failure(exc: BaseException, text: str, code: str | None = None) -> dict
     job_id = getattr(exc, "job_id", None)
     if job_id:
         failure["job_id"] = job_id
+    if isinstance(exc, RateLimited):
+        failure.update(exc.json_fields())  # retry_at, retry_after_s
     return failure
 
 

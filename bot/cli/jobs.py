@@ -78,6 +78,8 @@ async def generate(args: argparse.Namespace, settings: Settings) -> int:
     from bot.jobs import JobRequest
     from bot.services import open_services
 
+    if args.role and args.user is None:
+        raise UsageError("--role needs --user: the local operator holds no roles and is never limited.")
     out = Path(args.out)
     await asyncio.to_thread(check_output_dir, out)
     if settings.sandbox_only or args.provider == SANDBOX:
@@ -90,6 +92,7 @@ async def generate(args: argparse.Namespace, settings: Settings) -> int:
             provider=args.provider,
             user_id=args.user,
             guild_id=args.guild,
+            role_ids=tuple(args.role),
             source="cli",
         )
         svc.jobs.check(request, image_count=len(args.image))  # refuse before reading or downloading

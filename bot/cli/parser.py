@@ -13,7 +13,7 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from bot.checks import MAX_ID, PERIODS
-from bot.cli import accounts, database, jobs, serve
+from bot.cli import accounts, database, jobs, rates, serve
 from bot.cli import alerts as cli_alerts
 from bot.cli.common import PROG
 
@@ -44,6 +44,10 @@ Settings come from the environment: DISCORD_TOKEN, KONTEXT_DB, KONTEXT_CONFIG an
 Exit status: 0 done, 1 the job or operation failed, 2 bad usage or configuration.
 Run `kontext-bot COMMAND --help` for a command's options.
 """
+
+
+ROLE_HELP = "as a member holding this role: its team, free allowance and rate limit (repeatable)"
+ROLE_FREE_HELP = "for members holding this role, in place of the server's ('off' removes the role's own)"
 
 
 class BadUsage(Exception):
@@ -137,6 +141,7 @@ def _add_generate(sub: Any) -> None:
     p.add_argument(
         "--guild", type=discord_id, metavar="ID", help="the Discord server whose quotas and budgets apply"
     )
+    p.add_argument("--role", type=discord_id, action="append", default=[], metavar="ROLE_ID", help=ROLE_HELP)
     p.add_argument(
         "--out",
         default="out",
@@ -163,6 +168,7 @@ def _add_accounts(sub: Any) -> None:
     p.add_argument(
         "--guild", type=discord_id, metavar="ID", help="the Discord server (its budgets and teams)"
     )
+    p.add_argument("--role", type=discord_id, action="append", default=[], metavar="ROLE_ID", help=ROLE_HELP)
     _json_flag(p, "the quota")
     p = _sub(
         sub,
@@ -213,6 +219,7 @@ def _add_admin(sub: Any) -> None:
     q.add_argument("--model", required=True, help="a model id, or 'all' for every model without its own")
     q.add_argument("--images", type=int, required=True, metavar="N", help="free images per member per period")
     period(q, "when free images start over, or 'off' for none", (*PERIODS, "off"))
+    q.add_argument("--role", type=discord_id, metavar="ROLE_ID", help=ROLE_FREE_HELP)
     q = _sub(admin, "team", "map a role to a team with its own budget", accounts.team)
     guild(q)
     q.add_argument(
@@ -236,6 +243,7 @@ def _add_admin(sub: Any) -> None:
     q.add_argument("job_id", metavar="JOB_ID", help="the job's id, as generate, /history or usage show it")
     q.add_argument("--reason", default="refunded by the operator", help="why, for the audit log")
     cli_alerts.add_parser(admin, discord_id)
+    rates.add_rate(admin, _sub, discord_id)
 
 
 def _add_db(sub: Any) -> None:

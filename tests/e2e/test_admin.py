@@ -67,6 +67,7 @@ ALL_SUBCOMMANDS = [
     ("team", {"role": ART_ROLE, "name": "artists", "usd": "5"}),
     ("cap", {"usd": "1"}),
     ("free-quota", {"model": "all", "images": 1}),
+    ("rate", {"jobs": 1}),
     ("grant", {"user": MEMBER, "model": MAX, "images": 1}),
     ("refund", {"job_id": "0000000000ab"}),
     ("channel-allow", {"channel": 0}),
