@@ -54,7 +54,7 @@ def test_image_paths_and_encode_counting(monkeypatch):
     monkeypatch.setattr(images, "big_png", lambda alpha=False: common.big_png(256, alpha=alpha))
     with images.count_encodes() as seen:
         images.plain_fit(small_png, limit=20_000)
-    assert seen and all(fmt == "PNG" for fmt in seen)
+    assert seen and all(fmt == "JPEG" for fmt in seen)  # the bot's format for an opaque image
     m = images.measure(reps=1, memory=False)
     assert _numbers(m["input"]["bot_s"], m["input"]["plain_s"], m["output"]["bot_s"])
     _rows_ok(images.results(m))
