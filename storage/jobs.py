@@ -259,12 +259,20 @@ async def get_job(db: Database, job_id: str) -> Job | None:
 
 
 # Ties on created_at (a clock a test holds still) are broken by id, which grows with time too.
+# The WHERE clause is built per case (an "(:u IS NULL OR user_id = :u)" would defeat the indexes):
+# jobs_by_member and jobs_by_user (0003_report_indexes.sql) give this order, so LIMIT ends the scan.
 async def _list(conn: Conn, user_id: int | None, guild_id: int | None, limit: int) -> list[Job]:
+    where, params = [], {"n": limit}
+    if guild_id is not None:
+        where.append("guild_id = :g")
+        params["g"] = guild_id
+    if user_id is not None:
+        where.append("user_id = :u")
+        params["u"] = user_id
     rows = await conn.fetchall(
-        "SELECT * FROM jobs WHERE (CAST(:u AS BIGINT) IS NULL OR user_id = :u) "
-        "AND (CAST(:g AS BIGINT) IS NULL OR guild_id = :g) "
+        f"SELECT * FROM jobs {'WHERE ' + ' AND '.join(where) if where else ''} "
         "ORDER BY created_at DESC, id DESC LIMIT :n",
-        {"u": user_id, "g": guild_id, "n": limit},
+        params,
     )
     return [Job.from_row(r) for r in rows]
 

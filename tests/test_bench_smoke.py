@@ -68,6 +68,7 @@ def test_image_memory_case_runs_in_a_fresh_process():
 def test_ledger_counts_pairs_and_grants_exactly(tmp_path: Path):
     assert _numbers(asyncio.run(ledger.pairs_per_second(tmp_path / "a.db", 20, in_flight=4)))
     assert _numbers(ledger.sync_pairs_per_second(tmp_path / "b.db", 20))
+    assert _numbers(asyncio.run(ledger.aiosqlite_pairs_per_second(tmp_path / "f.db", 20)))
     b = ledger.sql_breakdown(tmp_path / "c.db", pairs=10)
     assert b["statements"] >= 4 and _numbers(b["COMMIT"], b["total"])
     fight = asyncio.run(ledger.contention(tmp_path / "d.db", contenders=30, quota=7))
