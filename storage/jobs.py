@@ -261,7 +261,7 @@ async def get_job(db: Database, job_id: str) -> Job | None:
 # Ties on created_at (a clock a test holds still) are broken by id, which grows with time too.
 # The WHERE clause is built per case (an "(:u IS NULL OR user_id = :u)" would defeat the indexes):
 # jobs_by_member and jobs_by_user (0003_report_indexes.sql) give this order, so LIMIT ends the scan.
-async def _list(conn: Conn, user_id: int | None, guild_id: int | None, limit: int) -> list[Job]:
+def history_query(user_id: int | None, guild_id: int | None, limit: int) -> tuple[str, dict[str, Any]]:
     where, params = [], {"n": limit}
     if guild_id is not None:
         where.append("guild_id = :g")
@@ -269,11 +269,15 @@ async def _list(conn: Conn, user_id: int | None, guild_id: int | None, limit: in
     if user_id is not None:
         where.append("user_id = :u")
         params["u"] = user_id
-    rows = await conn.fetchall(
+    sql = (
         f"SELECT * FROM jobs {'WHERE ' + ' AND '.join(where) if where else ''} "
-        "ORDER BY created_at DESC, id DESC LIMIT :n",
-        params,
+        "ORDER BY created_at DESC, id DESC LIMIT :n"
     )
+    return sql, params
+
+
+async def _list(conn: Conn, user_id: int | None, guild_id: int | None, limit: int) -> list[Job]:
+    rows = await conn.fetchall(*history_query(user_id, guild_id, limit))
     return [Job.from_row(r) for r in rows]
 
 

@@ -147,6 +147,15 @@ async def usage(
 ) -> list[UsageRow]:
     """Jobs created in [since, until), grouped ``by`` user, team, model or day; busiest first
     (oldest first by day)."""
+    sql, params = usage_query(guild_id, since, until, by)
+    rows = await db.report(_fetchall, sql, params)
+    return [UsageRow(*(r[i] for i in range(8))) for r in rows]
+
+
+def usage_query(
+    guild_id: int | None, since: datetime | None, until: datetime | None, by: str
+) -> tuple[str, list]:
+    """The SQL of ``usage`` and its parameters."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
     order = "key" if by == "day" else "images DESC, jobs DESC, key"
@@ -173,8 +182,7 @@ async def usage(
         f"FROM jobs {'WHERE ' + ' AND '.join(where) if where else ''} "
         f"GROUP BY key ORDER BY {order}"
     )
-    rows = await db.report(_fetchall, sql, params)
-    return [UsageRow(*(r[i] for i in range(8))) for r in rows]
+    return sql, params
 
 
 def _count(status: str) -> str:

@@ -50,7 +50,7 @@ from storage.errors import (
     StorageError,
 )
 from storage.schema import migration_files, migrations_dir, split_statements
-from storage.sqlite_backup import backup
+from storage.sqlite_upkeep import analyze, backup, checkpoint, no_auto_checkpoint, optimize
 from storage.targets import Target
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,11 @@ __all__ = ["SqliteDatabase", "backup", "open_sqlite", "translate"]
 BUSY_TIMEOUT_MS = 10_000  # another process holding the write lock that long is a fault, not load
 MAX_BATCH = 64  # write operations per group commit
 CHECKPOINT_EVERY = 100  # write transactions between two WAL checkpoints (on the report thread)
+# Under a steady stream of writes a checkpoint beside them never catches the WAL's end, so the WAL
+# would never restart: past this many frames the writer finishes the checkpoint itself, between
+# two batches (cheap: the other thread has already copied all but the last few frames).
+WAL_RESET_FRAMES = 8000
 OPTIMIZE_EVERY_S = 3600.0  # PRAGMA optimize this often on a long-running process
-ANALYSIS_LIMIT = 1000  # rows ANALYZE samples per index: statistics in milliseconds at any size
 
 T = TypeVar("T")
 Batch = list[tuple[Op[..., Any], tuple, dict]]
@@ -146,23 +149,6 @@ def _group_commit(raw: sqlite3.Connection, ops: Batch) -> tuple[list[tuple[bool,
     return outcomes, conn.notices, True
 
 
-def _checkpoint(raw: sqlite3.Connection) -> None:
-    # PASSIVE: copies what no reader still needs and never waits for (or blocks) the writer.
-    raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
-def _optimize(raw: sqlite3.Connection) -> None:
-    raw.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT:d}")
-    raw.execute("PRAGMA optimize")
-
-
-def _analyze(raw: sqlite3.Connection) -> None:
-    # At open: statistics for every index (PRAGMA optimize of SQLite < 3.46 only analyzes tables
-    # this connection has queried), sampled, so it takes milliseconds even over millions of rows.
-    raw.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT:d}")
-    raw.execute("ANALYZE")
-
-
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
@@ -182,6 +168,7 @@ class SqliteDatabase(Database):
         self._drainer: asyncio.Task[None] | None = None
         self._upkeep: asyncio.Task[None] | None = None
         self._checkpointed_at = 0  # self.commits at the last checkpoint
+        self._wal_frames = 0  # as the last checkpoint found it
         self._optimized_at = time.monotonic()
 
     async def write(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
@@ -220,7 +207,13 @@ class SqliteDatabase(Database):
                             future.set_exception(translate(value, self.label))
                 if notices:
                     self._deliver(notices)
-                if self.commits - self._checkpointed_at >= CHECKPOINT_EVERY and self._upkeep is None:
+                if self._wal_frames > WAL_RESET_FRAMES and self._upkeep is None:
+                    self._wal_frames = 0
+                    try:  # then the next write restarts the WAL from its start
+                        await _on_thread(self._writer, checkpoint)
+                    except Exception as e:
+                        log.debug("checkpoint on the writer skipped: %s", e)
+                elif self.commits - self._checkpointed_at >= CHECKPOINT_EVERY and self._upkeep is None:
                     self._checkpointed_at = self.commits
                     self._upkeep = asyncio.create_task(self._maintain())
         finally:
@@ -229,10 +222,10 @@ class SqliteDatabase(Database):
     async def _maintain(self) -> None:
         # The writer's automatic checkpoint is off (see the module docstring): this one does it.
         try:
-            await _on_thread(self._reports, _checkpoint)
+            self._wal_frames = await _on_thread(self._reports, checkpoint)
             if time.monotonic() - self._optimized_at >= OPTIMIZE_EVERY_S:
                 self._optimized_at = time.monotonic()
-                await _on_thread(self._reports, _optimize)
+                await _on_thread(self._reports, optimize)
         except Exception as e:  # busy or closing: the next one catches up
             log.debug("database upkeep skipped: %s", e)
         finally:
@@ -261,7 +254,7 @@ class SqliteDatabase(Database):
             await asyncio.wait([self._upkeep])
         await super().close()
         try:  # what the planner learnt from this session's queries (SQLite's advice at close)
-            await _on_thread(self._reports, _optimize)
+            await _on_thread(self._reports, optimize)
         except Exception as e:
             log.debug("PRAGMA optimize at close skipped: %s", e)
         # The writer last: closing the last connection checkpoints the WAL into the database.
@@ -374,8 +367,8 @@ async def open_sqlite(
         raise NotADatabase(target.label, str(e)) from None
     try:
         await _on_thread(writer, apply_migrations, target.label, migrations or migrations_dir("sqlite"))
-        await _on_thread(writer, _analyze)
-        await _on_thread(writer, _no_auto_checkpoint)
+        await _on_thread(writer, analyze)
+        await _on_thread(writer, no_auto_checkpoint)
     except sqlite3.Error as e:
         await writer.close()
         _reraise(e, target.label)
@@ -393,7 +386,3 @@ async def open_sqlite(
             _reraise(e, target.label)
         raise
     return SqliteDatabase(target, writer, *readers)
-
-
-def _no_auto_checkpoint(raw: sqlite3.Connection) -> None:
-    raw.execute("PRAGMA wal_autocheckpoint = 0")  # SqliteDatabase checkpoints on the report thread

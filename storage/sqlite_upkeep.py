@@ -1,4 +1,5 @@
-"""SQLite's online backup of a live database: a consistent copy, safe while the bot writes."""
+"""SQLite upkeep on raw sqlite3 connections: the online backup of a live database (a consistent
+copy, safe while the bot writes), WAL checkpoints and planner statistics (see storage/sqlite.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 from storage.errors import NotADatabase
 
 log = logging.getLogger(__name__)
+
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+ANALYSIS_LIMIT = 1000  # rows ANALYZE samples per index: statistics in milliseconds at any size
 
 
 async def backup(db: Any, path: Path) -> Path:
@@ -43,3 +47,26 @@ def _copy_to(source: sqlite3.Connection, partial: Path, label: str) -> None:
             raise NotADatabase(label, f"the backup failed its integrity check: {result}")
     finally:
         dest.close()
+
+
+def checkpoint(raw: sqlite3.Connection) -> int:
+    # PASSIVE: copies what no reader still needs and never waits for (or blocks) the writer.
+    # Returns the frames in the WAL.
+    return int(raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def optimize(raw: sqlite3.Connection) -> None:
+    raw.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT:d}")
+    raw.execute("PRAGMA optimize")
+
+
+def analyze(raw: sqlite3.Connection) -> None:
+    # At open: statistics for every index (PRAGMA optimize of SQLite < 3.46 only analyzes tables
+    # this connection has queried), sampled, so it takes milliseconds even over millions of rows.
+    raw.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT:d}")
+    raw.execute("ANALYZE")
+
+
+def no_auto_checkpoint(raw: sqlite3.Connection) -> None:
+    raw.execute("PRAGMA wal_autocheckpoint = 0")  # SqliteDatabase checkpoints on the report thread
+    raw.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT:d}")  # a WAL that restarts shrinks back
