@@ -189,7 +189,7 @@ async def bot_worker(
             plain_http = provider_client._http
             stack.callback(setattr, provider_client, "_http", plain_http)
             stack.callback(setattr, provider_client._results, "_http", plain_http)  # result downloads
-            pools: dict[str, Any] = {"shipped": plain_http, "lifted": plain_http}
+            pools: dict[str, Any] = {"shipped": plain_http, "gcdefault": plain_http, "lifted": plain_http}
             if "httpx2" in variants:
                 import httpx2  # type: ignore[import-not-found]
 
