@@ -222,9 +222,11 @@ async def _old_usage(db: Any, guild: int | None, by: str) -> list:
 
 
 async def _old_history(db: Any, user: int, guild: int) -> list:
+    from storage.jobs import Job
     from storage.reports import _fetchall
 
-    return await db.read(_fetchall, OLD_HISTORY, {"u": user, "g": guild, "n": 10})
+    # The same work as list_jobs: the rows and their Job records.
+    return [Job.from_row(r) for r in await db.read(_fetchall, OLD_HISTORY, {"u": user, "g": guild, "n": 10})]
 
 
 async def _busiest_member(db: Any) -> int:

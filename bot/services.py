@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 # Pool sized for many polling tasks at once; per-call timeouts are set by ProviderClient.
 HTTP_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+# Pillow's decode, resize and encode loops release the GIL, so one thread per core prepares inputs
+# about twice as fast on 2 cores as the cores-minus-one it had (200 12 MP uploads: 15.7 -> 8 s);
+# bench/loop_lag.py checks the event loop still gets its turn.
+PILLOW_THREADS = os.cpu_count() or 2
 SANDBOX_CONCURRENCY = 8  # placeholders drawn at once; they queue on the Pillow threads anyway
 
 
@@ -53,7 +57,7 @@ class Services:
     accounts: AccountService
     worker: Worker
     runner: ProviderRunner
-    pillow: Executor  # image decode/encode; fewer threads than cores, so the event loop gets the GIL
+    pillow: Executor  # image decode/encode, PILLOW_THREADS of them
 
 
 def files_dir(settings: Settings) -> Path:
@@ -73,7 +77,7 @@ async def open_services(
     # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
     # request, which at hundreds of jobs in flight costs more CPU than the jobs themselves.
     transport = AiohttpTransport(limits=HTTP_LIMITS)
-    pillow = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="pillow")
+    pillow = ThreadPoolExecutor(max_workers=PILLOW_THREADS, thread_name_prefix="pillow")
     limits = settings.limits
     async with httpx.AsyncClient(
         transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False

@@ -92,3 +92,14 @@ def test_memory_worker_queues_every_job():
     r = m["shipped"]
     assert r["jobs"] == 3 and _numbers(r["start_mb"], r["peak_mb"], r["queued_mb"])
     _rows_ok(memory.results(m))
+
+
+def test_reports_bench_builds_and_times_a_small_history(tmp_path: Path):
+    from bench import reports
+
+    path = tmp_path / "r.db"
+    assert _numbers(asyncio.run(reports.build_sqlite(path, 3000)))
+    m = asyncio.run(reports.measure_reports(path))
+    assert m["month_jobs"] > 0 and m["history_rows"] == 10
+    assert _numbers(*m["month"].values(), *m["old_month"].values(), m["history"], m["old_history"])
+    _rows_ok(reports.results({"jobs": 3000, "sqlite": m}))
