@@ -23,11 +23,15 @@ from httpx_aiohttp import AiohttpTransport
 
 from bot import images
 from bot.accounts import AccountService
+from bot.alerts import AlertService
 from bot.catalog import SANDBOX
 from bot.config import Settings
 from bot.execution import Executor as JobExecutor
+from bot.health import Health
+from bot.http_server import StatusServer
 from bot.inputs import InputStore
 from bot.jobs import JobService
+from bot.metrics import Metrics
 from bot.providers.base import OutputImage
 from bot.providers.http import ProviderClient
 from bot.providers.registry import build_adapters
@@ -41,10 +45,6 @@ log = logging.getLogger(__name__)
 
 # Pool sized for many polling tasks at once; per-call timeouts are set by ProviderClient.
 HTTP_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-# Pillow's decode, resize and encode loops release the GIL, so one thread per core prepares inputs
-# about twice as fast on 2 cores as the cores-minus-one it had (200 12 MP uploads: 15.7 -> 8 s);
-# bench/loop_lag.py checks the event loop still gets its turn.
-PILLOW_THREADS = os.cpu_count() or 2
 SANDBOX_CONCURRENCY = 8  # placeholders drawn at once; they queue on the Pillow threads anyway
 
 
@@ -57,7 +57,11 @@ class Services:
     accounts: AccountService
     worker: Worker
     runner: ProviderRunner
-    pillow: Executor  # image decode/encode, PILLOW_THREADS of them
+    pillow: Executor  # image decode/encode; fewer threads than cores, so the event loop gets the GIL
+    alerts: AlertService  # budget alerts and period reports (posted by the Discord face)
+    metrics: Metrics  # this process's figures (bot/metrics.py), served on /metrics
+    health: Health  # what /healthz answers; bot/client.py reports the gateway into it
+    status_server: StatusServer | None = None  # KONTEXT_HTTP's server, when this process serves it
 
 
 def files_dir(settings: Settings) -> Path:
@@ -68,16 +72,17 @@ def files_dir(settings: Settings) -> Path:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, create_db: bool = True, worker_id: str | None = None
+    settings: Settings, *, create_db: bool = True, worker_id: str | None = None, serve_http: bool = False
 ) -> AsyncIterator[Services]:
     """``create_db=False``: a missing SQLite file is an error, not a new empty database (for
-    commands that only read)."""
+    commands that only read). ``serve_http``: this process runs for long (``run``, a worker), so
+    it serves /metrics and /healthz when KONTEXT_HTTP is set; one-shot commands never bind it."""
     if settings.sandbox_only:
         log.info("No provider API key is set: every model is served by the free local sandbox.")
     # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
     # request, which at hundreds of jobs in flight costs more CPU than the jobs themselves.
     transport = AiohttpTransport(limits=HTTP_LIMITS)
-    pillow = ThreadPoolExecutor(max_workers=PILLOW_THREADS, thread_name_prefix="pillow")
+    pillow = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="pillow")
     limits = settings.limits
     async with httpx.AsyncClient(
         transport=transport, timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=False
@@ -85,8 +90,10 @@ async def open_services(
         with worded():
             db = await open_database(settings.db_path, create=create_db)
         worker: Worker | None = None
+        server: StatusServer | None = None
+        metrics, health = Metrics(settings.catalog), Health()
         try:
-            client = ProviderClient(http, limits, secrets=settings.secrets())
+            client = ProviderClient(http, limits, secrets=settings.secrets(), on_request=metrics.request)
             runner = ProviderRunner(client, build_adapters(settings), pillow)
             inputs = InputStore(files_dir(settings))
             ceilings = {name: p.max_concurrency for name, p in settings.providers.items() if p.enabled}
@@ -100,6 +107,7 @@ async def open_services(
                 limits=limits,
                 ceilings=ceilings,
                 worker_id=wid,
+                metrics=metrics,
             )
 
             async def identify(data: bytes) -> OutputImage:
@@ -119,6 +127,7 @@ async def open_services(
                 lease_s=limits.job_lease,
                 resumable=runner.resumable(),
                 identify=identify,
+                poll_s=limits.queue_poll,
             )
             accounts = AccountService(db, settings.catalog)
             jobs = JobService(
@@ -131,8 +140,16 @@ async def open_services(
                 accounts=accounts,
                 pillow=pillow,
             )
-            yield Services(settings, http, db, jobs, accounts, worker, runner, pillow)
+            alerts = AlertService(db, accounts, owner=wid)
+            if serve_http and settings.http_addr is not None:
+                server = StatusServer(metrics, health, db, *settings.http_addr)
+                await server.start()
+            yield Services(
+                settings, http, db, jobs, accounts, worker, runner, pillow, alerts, metrics, health, server
+            )
         finally:
+            if server is not None:
+                await server.stop()
             if worker is not None:
                 await worker.stop(limits.shutdown_grace)
             await db.close()
