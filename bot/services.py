@@ -23,15 +23,11 @@ from httpx_aiohttp import AiohttpTransport
 
 from bot import images
 from bot.accounts import AccountService
-from bot.alerts import AlertService
 from bot.catalog import SANDBOX
 from bot.config import Settings
 from bot.execution import Executor as JobExecutor
-from bot.health import Health
-from bot.http_server import StatusServer
 from bot.inputs import InputStore
 from bot.jobs import JobService
-from bot.metrics import Metrics
 from bot.providers.base import OutputImage
 from bot.providers.http import ProviderClient
 from bot.providers.registry import build_adapters
@@ -58,10 +54,6 @@ class Services:
     worker: Worker
     runner: ProviderRunner
     pillow: Executor  # image decode/encode; fewer threads than cores, so the event loop gets the GIL
-    alerts: AlertService  # budget alerts and period reports (posted by the Discord face)
-    metrics: Metrics  # this process's figures (bot/metrics.py), served on /metrics
-    health: Health  # what /healthz answers; bot/client.py reports the gateway into it
-    status_server: StatusServer | None = None  # KONTEXT_HTTP's server, when this process serves it
 
 
 def files_dir(settings: Settings) -> Path:
@@ -72,11 +64,10 @@ def files_dir(settings: Settings) -> Path:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, create_db: bool = True, worker_id: str | None = None, serve_http: bool = False
+    settings: Settings, *, create_db: bool = True, worker_id: str | None = None
 ) -> AsyncIterator[Services]:
     """``create_db=False``: a missing SQLite file is an error, not a new empty database (for
-    commands that only read). ``serve_http``: this process runs for long (``run``, a worker), so
-    it serves /metrics and /healthz when KONTEXT_HTTP is set; one-shot commands never bind it."""
+    commands that only read)."""
     if settings.sandbox_only:
         log.info("No provider API key is set: every model is served by the free local sandbox.")
     # httpx's API over aiohttp's connection pool: httpcore's pool rescans every connection on each
@@ -90,10 +81,8 @@ async def open_services(
         with worded():
             db = await open_database(settings.db_path, create=create_db)
         worker: Worker | None = None
-        server: StatusServer | None = None
-        metrics, health = Metrics(settings.catalog), Health()
         try:
-            client = ProviderClient(http, limits, secrets=settings.secrets(), on_request=metrics.request)
+            client = ProviderClient(http, limits, secrets=settings.secrets())
             runner = ProviderRunner(client, build_adapters(settings), pillow)
             inputs = InputStore(files_dir(settings))
             ceilings = {name: p.max_concurrency for name, p in settings.providers.items() if p.enabled}
@@ -107,7 +96,6 @@ async def open_services(
                 limits=limits,
                 ceilings=ceilings,
                 worker_id=wid,
-                metrics=metrics,
             )
 
             async def identify(data: bytes) -> OutputImage:
@@ -127,7 +115,6 @@ async def open_services(
                 lease_s=limits.job_lease,
                 resumable=runner.resumable(),
                 identify=identify,
-                poll_s=limits.queue_poll,
             )
             accounts = AccountService(db, settings.catalog)
             jobs = JobService(
@@ -140,16 +127,8 @@ async def open_services(
                 accounts=accounts,
                 pillow=pillow,
             )
-            alerts = AlertService(db, accounts, owner=wid)
-            if serve_http and settings.http_addr is not None:
-                server = StatusServer(metrics, health, db, *settings.http_addr)
-                await server.start()
-            yield Services(
-                settings, http, db, jobs, accounts, worker, runner, pillow, alerts, metrics, health, server
-            )
+            yield Services(settings, http, db, jobs, accounts, worker, runner, pillow)
         finally:
-            if server is not None:
-                await server.stop()
             if worker is not None:
                 await worker.stop(limits.shutdown_grace)
             await db.close()
