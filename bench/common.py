@@ -140,7 +140,16 @@ def machine_info() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": load_average(),
     }
+
+
+def load_average() -> str:
+    """The 1-minute load average (other processes on the machine skew every figure): '-' if unknown."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "-"
 
 
 # --- memory ------------------------------------------------------------------------------------

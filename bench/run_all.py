@@ -3,7 +3,8 @@ bench/RESULTS.md with the table, the notes behind each row and the machine it ra
 
     python -m bench.run_all [--only ledger,images] [--soak] [--out bench/RESULTS.md]
 
-About four minutes on a 2-core machine. Rows marked "info" are context or experiments (a change
+About fifteen minutes on a 2-core machine (reports builds a million jobs on each backend).
+Rows marked "info" are context or experiments (a change
 the bench simulates to show what a fix would buy); only "yes"/"NO" rows judge a target.
 ``--soak`` also runs bench/soak.py's ``run()`` when that module exists (it is optional).
 """
@@ -17,8 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import dispatch, images, ledger, loop_lag, memory
-from bench.common import Result, machine_info, print_results, table
+from bench import dispatch, images, ledger, loop_lag, memory, reports
+from bench.common import Result, load_average, machine_info, print_results, table
 
 # Quiet, quick benchmarks first: the ledger figure is the most sensitive to a busy machine.
 SECTIONS: dict[str, Callable[[], list[Result]]] = {
@@ -27,6 +28,7 @@ SECTIONS: dict[str, Callable[[], list[Result]]] = {
     "loop_lag": loop_lag.run,
     "memory": memory.run,
     "dispatch": dispatch.run,
+    "reports": reports.run,  # builds 1M jobs on both backends: the longest section
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -38,7 +40,9 @@ def _soak() -> Callable[[], list[Result]] | None:
     return run if callable(run) else None
 
 
-def write_markdown(path: Path, results: list[Result], timings: dict[str, float], total: float) -> None:
+def write_markdown(
+    path: Path, results: list[Result], timings: dict[str, float], total: float, loads: dict[str, str]
+) -> None:
     info = machine_info()
     lines = [
         "# Benchmark results",
@@ -48,6 +52,9 @@ def write_markdown(path: Path, results: list[Result], timings: dict[str, float],
         "",
         f"- machine: {info['nproc']} CPUs, {info['cpu']}",
         f"- Python {info['python']} on {info['platform']}",
+        "- load average (1 min) as each section started: "
+        + ", ".join(f"{k} {v}" for k, v in loads.items())
+        + " (other processes skew absolute figures; the side-by-side ratios less so)",
         "",
         "Ratio is figure / baseline. Rows marked *info* are context or experiments (a change the "
         "bench simulates to show what a fix would buy); only *yes*/*NO* rows judge a target. "
@@ -84,8 +91,10 @@ def main(argv: list[str] | None = None) -> None:
 
     results: list[Result] = []
     timings: dict[str, float] = {}
+    loads: dict[str, str] = {}
     started = time.perf_counter()
     for name, run in chosen.items():
+        loads[name] = load_average()
         t0 = time.perf_counter()
         print(f"== {name} ...", flush=True)
         got = run()
@@ -97,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"== all benchmarks ({total:.0f} s)")
     print(table(results))
-    write_markdown(args.out, results, timings, total)
+    write_markdown(args.out, results, timings, total, loads)
     print(f"\nwritten to {args.out}")
 
 

@@ -89,6 +89,12 @@ class Database:
         """Run ``op(conn, ...)`` in one read-only transaction: its queries see one consistent state."""
         raise NotImplementedError
 
+    async def report(self, op: Op[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``read`` for a report (a scan that may take a while): it runs where it cannot hold up
+        the short reads that serve members (quota lookups, a job's state). SQLite gives reports a
+        reader connection of their own; PostgreSQL lets a few at a time take pooled connections."""
+        return await self.read(op, *args, **kwargs)
+
     async def close(self) -> None:
         for task in list(self._callbacks):
             task.cancel()

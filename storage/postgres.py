@@ -93,9 +93,11 @@ def _reraise(exc: BaseException, target: Target) -> NoReturn:
 class PostgresDatabase(Database):
     dialect = "postgres"
 
-    def __init__(self, target: Target, pool: Any) -> None:
+    def __init__(self, target: Target, pool: Any, pool_size: int = 10) -> None:
         super().__init__(target)
         self._pool = pool
+        # Reports take at most a quarter of the pool, so quota lookups always find a connection.
+        self._reports = asyncio.Semaphore(max(1, pool_size // 4))
         self._listener: Any = None  # asyncpg.Connection, opened on the first listen()
         self._listener_lock = asyncio.Lock()
         self._relisten: asyncio.Task[None] | None = None
@@ -127,6 +129,10 @@ class PostgresDatabase(Database):
                 return await op(PgConn(raw), *args, **kwargs)
         except Exception as e:
             _reraise(e, self.target)
+
+    async def report(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._reports:
+            return await self.read(op, *args, **kwargs)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[PgConn]:
@@ -270,4 +276,4 @@ async def open_postgres(
     except Exception as e:
         await pool.close()
         _reraise(e, target)
-    return PostgresDatabase(target, pool)
+    return PostgresDatabase(target, pool, pool_size)

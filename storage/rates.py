@@ -97,7 +97,7 @@ async def read_standing(
         return []
     windows = sorted({x.window_s for x in limits})
     base = f"FROM jobs WHERE user_id = ? AND guild_id = ? AND status IN ({placeholders(COUNTED)})"
-    # One pass over the member's recent jobs (index only: jobs_by_member) counts every window.
+    # One pass over the member's recent jobs (index only: jobs_member_recent) counts every window.
     counts = ", ".join("count(CASE WHEN created_at > ? THEN 1 END)" for _ in windows)
     row = await conn.fetchone(
         f"SELECT {counts} {base} AND created_at > ?",

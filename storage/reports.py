@@ -159,9 +159,31 @@ async def usage(
 ) -> list[UsageRow]:
     """Jobs created in [since, until), grouped ``by`` user, team, model or day; busiest first
     (oldest first by day)."""
+    sql, params = usage_query(guild_id, since, until, by)
+    rows = await db.report(_fetchall, sql, params)
+    return [UsageRow(*(r[i] for i in range(8))) for r in rows]
+
+
+def usage_query(
+    guild_id: int | None, since: datetime | None, until: datetime | None, by: str
+) -> tuple[str, list]:
+    """The SQL of ``usage`` and its parameters."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
     order = "key" if by == "day" else "images DESC, jobs DESC, key"
+    # The WHERE clause is built per case, never "(:g IS NULL OR guild_id = :g)": a condition that
+    # may be true without looking at the column defeats the index (a full scan of every job).
+    # With a guild, jobs_guild_usage (0005_report_indexes.sql) answers from the index alone.
+    where, params = [], []  # positional: named placeholders with none given would not bind
+    if guild_id is not None:
+        where.append("guild_id = ?")
+        params.append(guild_id)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(to_db(since))
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(to_db(until))
     sql = (
         f"SELECT {GROUPINGS[by]} AS key, count(*) AS jobs, "
         f"{_count('succeeded')} AS succeeded, "
@@ -169,18 +191,10 @@ async def usage(
         "CAST(sum(CASE WHEN status = 'succeeded' THEN coalesce(actual_micros, 0) ELSE 0 END) AS BIGINT) "
         f"AS cost_micros, {_count('refused')} AS refused, {_count('failed')} AS failed, "
         f"{_count('cancelled')} AS cancelled "
-        "FROM jobs WHERE (CAST(:g AS BIGINT) IS NULL OR guild_id = :g) "
-        "AND (CAST(:since AS TEXT) IS NULL OR created_at >= :since) "
-        "AND (CAST(:until AS TEXT) IS NULL OR created_at < :until) "
+        f"FROM jobs {'WHERE ' + ' AND '.join(where) if where else ''} "
         f"GROUP BY key ORDER BY {order}"
     )
-    params = {
-        "g": guild_id,
-        "since": None if since is None else to_db(since),
-        "until": None if until is None else to_db(until),
-    }
-    rows = await db.read(_fetchall, sql, params)
-    return [UsageRow(*(r[i] for i in range(8))) for r in rows]
+    return sql, params
 
 
 def _count(status: str) -> str:
@@ -188,5 +202,5 @@ def _count(status: str) -> str:
     return f"CAST(sum(CASE WHEN status = '{status}' THEN 1 ELSE 0 END) AS BIGINT)"
 
 
-async def _fetchall(conn: Conn, sql: str, params: dict) -> list:
+async def _fetchall(conn: Conn, sql: str, params: list) -> list:
     return await conn.fetchall(sql, params)

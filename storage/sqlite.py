@@ -1,7 +1,14 @@
 """The SQLite backend: two aiosqlite connections to one file, group commit, online backup.
 
-A writer and a reader connection, each owning a worker thread (WAL lets reads run beside the
-write). Every operation runs *whole* on a connection's thread, inside one transaction:
+A writer, a reader and a report connection, each owning a worker thread (WAL lets reads run
+beside the write). Reports (``Database.report``: scans over many jobs) have their own connection,
+so a slow one never holds up the short reads that answer members (quota lookups). The report
+connection also does the upkeep, off the writer's thread: the WAL checkpoints (the writer's own
+automatic checkpoint is off: copying a thousand pages back into the database and syncing it, in
+the middle of a COMMIT every ~100 commits, was 60% of all COMMIT time) and ANALYZE / PRAGMA
+optimize, so the query planner knows the tables' sizes.
+
+Every operation runs *whole* on a connection's thread, inside one transaction:
 ``BEGIN IMMEDIATE`` for writes, so the checks and the writes of a reservation see no race. The
 operation is a coroutine over SqliteConn, whose methods never suspend, so ``drive`` runs it to its
 end right there: one thread hop per transaction instead of one per statement (~80 us each) is what
@@ -43,12 +50,21 @@ from storage.errors import (
     StorageError,
 )
 from storage.schema import migration_files, migrations_dir, split_statements
+from storage.sqlite_upkeep import analyze, backup, checkpoint, no_auto_checkpoint, optimize
 from storage.targets import Target
 
 log = logging.getLogger(__name__)
 
+__all__ = ["SqliteDatabase", "backup", "open_sqlite", "translate"]
+
 BUSY_TIMEOUT_MS = 10_000  # another process holding the write lock that long is a fault, not load
 MAX_BATCH = 64  # write operations per group commit
+CHECKPOINT_EVERY = 100  # write transactions between two WAL checkpoints (on the report thread)
+# Under a steady stream of writes a checkpoint beside them never catches the WAL's end, so the WAL
+# would never restart: past this many frames the writer finishes the checkpoint itself, between
+# two batches (cheap: the other thread has already copied all but the last few frames).
+WAL_RESET_FRAMES = 8000
+OPTIMIZE_EVERY_S = 3600.0  # PRAGMA optimize this often on a long-running process
 
 T = TypeVar("T")
 Batch = list[tuple[Op[..., Any], tuple, dict]]
@@ -112,6 +128,16 @@ def _group_commit(raw: sqlite3.Connection, ops: Batch) -> tuple[list[tuple[bool,
     outcomes: list[tuple[bool, Any]] = []
     conn = SqliteConn(raw)
     raw.execute("BEGIN IMMEDIATE")
+    if len(ops) == 1:  # alone, its transaction is its savepoint: two statements fewer
+        op, args, kwargs = ops[0]
+        try:
+            result = drive(op(conn, *args, **kwargs))
+            raw.execute("COMMIT")
+        except BaseException as e:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            return [(False, e)], [], False
+        return [(True, result)], conn.notices, True
     try:
         for op, args, kwargs in ops:
             raw.execute("SAVEPOINT op")
@@ -136,13 +162,24 @@ def _group_commit(raw: sqlite3.Connection, ops: Batch) -> tuple[list[tuple[bool,
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, target: Target, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        target: Target,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        reports: aiosqlite.Connection,
+    ) -> None:
         super().__init__(target)
         self.path = target.path
         self._writer = writer
         self._reader = reader
+        self._reports = reports
         self._queue: list[tuple[Op[..., Any], tuple, dict, asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._upkeep: asyncio.Task[None] | None = None
+        self._checkpointed_at = 0  # self.commits at the last checkpoint
+        self._wal_frames = 0  # as the last checkpoint found it
+        self._optimized_at = time.monotonic()
 
     async def write(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
         """Returns once the transaction is committed. It may be shared with other writes waiting at
@@ -180,8 +217,29 @@ class SqliteDatabase(Database):
                             future.set_exception(translate(value, self.label))
                 if notices:
                     self._deliver(notices)
+                if self._wal_frames > WAL_RESET_FRAMES and self._upkeep is None:
+                    self._wal_frames = 0
+                    try:  # then the next write restarts the WAL from its start
+                        await _on_thread(self._writer, checkpoint)
+                    except Exception as e:
+                        log.debug("checkpoint on the writer skipped: %s", e)
+                elif self.commits - self._checkpointed_at >= CHECKPOINT_EVERY and self._upkeep is None:
+                    self._checkpointed_at = self.commits
+                    self._upkeep = asyncio.create_task(self._maintain())
         finally:
             self._drainer = None
+
+    async def _maintain(self) -> None:
+        # The writer's automatic checkpoint is off (see the module docstring): this one does it.
+        try:
+            self._wal_frames = await _on_thread(self._reports, checkpoint)
+            if time.monotonic() - self._optimized_at >= OPTIMIZE_EVERY_S:
+                self._optimized_at = time.monotonic()
+                await _on_thread(self._reports, optimize)
+        except Exception as e:  # busy or closing: the next one catches up
+            log.debug("database upkeep skipped: %s", e)
+        finally:
+            self._upkeep = None
 
     async def read(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
         try:
@@ -189,11 +247,28 @@ class SqliteDatabase(Database):
         except sqlite3.Error as e:
             _reraise(e, self.label)
 
+    async def on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(raw sqlite3 connection, *args)`` on the reader's thread (the online backup)."""
+        return await _on_thread(self._reader, fn, *args)
+
+    async def report(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await _on_thread(self._reports, _in_transaction, "BEGIN", op, args, kwargs)
+        except sqlite3.Error as e:
+            _reraise(e, self.label)
+
     async def close(self) -> None:
         if self._drainer is not None:  # let queued writes finish first
             await asyncio.wait([self._drainer])
+        if self._upkeep is not None:
+            await asyncio.wait([self._upkeep])
         await super().close()
-        for conn in (self._reader, self._writer):
+        try:  # what the planner learnt from this session's queries (SQLite's advice at close)
+            await _on_thread(self._reports, optimize)
+        except Exception as e:
+            log.debug("PRAGMA optimize at close skipped: %s", e)
+        # The writer last: closing the last connection checkpoints the WAL into the database.
+        for conn in (self._reports, self._reader, self._writer):
             try:
                 await conn.close()
             except ValueError:  # already closed
@@ -302,46 +377,22 @@ async def open_sqlite(
         raise NotADatabase(target.label, str(e)) from None
     try:
         await _on_thread(writer, apply_migrations, target.label, migrations or migrations_dir("sqlite"))
-        reader = await _connect(path, create)
+        await _on_thread(writer, analyze)
+        await _on_thread(writer, no_auto_checkpoint)
     except sqlite3.Error as e:
         await writer.close()
         _reraise(e, target.label)
     except BaseException:
         await writer.close()
         raise
-    return SqliteDatabase(target, writer, reader)
-
-
-# --- backup ------------------------------------------------------------------------------------
-
-
-async def backup(db: SqliteDatabase, path: Path) -> Path:
-    """A consistent copy of the live database (SQLite's online backup), safe while the bot writes.
-
-    Written to a temporary file beside ``path`` and renamed into place, so ``path`` is never a
-    half-written copy.
-    """
-    partial = path.with_name(path.name + ".partial")
-    await asyncio.to_thread(_prepare_target, path, partial)
-    await _on_thread(db._reader, _copy_to, partial, str(path))
-    await asyncio.to_thread(partial.replace, path)
-    log.info("database backed up to %s", path)
-    return path
-
-
-def _prepare_target(target: Path, partial: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial.unlink(missing_ok=True)
-
-
-def _copy_to(source: sqlite3.Connection, partial: Path, label: str) -> None:
-    dest = sqlite3.connect(partial)
+    readers: list[aiosqlite.Connection] = []
     try:
-        source.backup(dest)  # in one step: the copy is a single snapshot of the source
-        # A copy is one self-contained file: no WAL beside it to lose when it is moved.
-        dest.execute("PRAGMA journal_mode = DELETE")
-        (result,) = dest.execute("PRAGMA quick_check").fetchone()
-        if result != "ok":
-            raise NotADatabase(label, f"the backup failed its integrity check: {result}")
-    finally:
-        dest.close()
+        for _ in range(2):
+            readers.append(await _connect(path, create))
+    except BaseException as e:
+        for conn in (*readers, writer):
+            await conn.close()
+        if isinstance(e, sqlite3.Error):
+            _reraise(e, target.label)
+        raise
+    return SqliteDatabase(target, writer, *readers)

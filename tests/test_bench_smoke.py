@@ -54,7 +54,7 @@ def test_image_paths_and_encode_counting(monkeypatch):
     monkeypatch.setattr(images, "big_png", lambda alpha=False: common.big_png(256, alpha=alpha))
     with images.count_encodes() as seen:
         images.plain_fit(small_png, limit=20_000)
-    assert seen and all(fmt == "PNG" for fmt in seen)
+    assert seen and all(fmt == "JPEG" for fmt in seen)  # the bot's format for an opaque image
     m = images.measure(reps=1, memory=False)
     assert _numbers(m["input"]["bot_s"], m["input"]["plain_s"], m["output"]["bot_s"])
     _rows_ok(images.results(m))
@@ -68,6 +68,7 @@ def test_image_memory_case_runs_in_a_fresh_process():
 def test_ledger_counts_pairs_and_grants_exactly(tmp_path: Path):
     assert _numbers(asyncio.run(ledger.pairs_per_second(tmp_path / "a.db", 20, in_flight=4)))
     assert _numbers(ledger.sync_pairs_per_second(tmp_path / "b.db", 20))
+    assert _numbers(asyncio.run(ledger.aiosqlite_pairs_per_second(tmp_path / "f.db", 20)))
     b = ledger.sql_breakdown(tmp_path / "c.db", pairs=10)
     assert b["statements"] >= 4 and _numbers(b["COMMIT"], b["total"])
     fight = asyncio.run(ledger.contention(tmp_path / "d.db", contenders=30, quota=7))
@@ -91,3 +92,14 @@ def test_memory_worker_queues_every_job():
     r = m["shipped"]
     assert r["jobs"] == 3 and _numbers(r["start_mb"], r["peak_mb"], r["queued_mb"])
     _rows_ok(memory.results(m))
+
+
+def test_reports_bench_builds_and_times_a_small_history(tmp_path: Path):
+    from bench import reports
+
+    path = tmp_path / "r.db"
+    assert _numbers(asyncio.run(reports.build_sqlite(path, 3000)))
+    m = asyncio.run(reports.measure_reports(path))
+    assert m["month_jobs"] > 0 and m["history_rows"] == 10
+    assert _numbers(*m["month"].values(), *m["old_month"].values(), m["history"], m["old_history"])
+    _rows_ok(reports.results({"jobs": 3000, "sqlite": m}))

@@ -23,6 +23,7 @@ from bot.cli.common import (
 from bot.cli.parser import BadUsage, build_parser, wants_json
 from bot.config import Settings, load_settings
 from bot.errors import UserError
+from bot.gc_tuning import tune_gc
 from bot.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         setup_logging(log_level(args, settings), settings.log_format, settings.secrets())
+        tune_gc()  # start-up is done: what exists now lives as long as the process (bot/gc_tuning.py)
         return asyncio.run(args.handler(args, settings))
     except UserError as exc:
         text = message(exc)

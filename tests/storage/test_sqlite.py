@@ -22,6 +22,10 @@ def _pragma(path, name):
         return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
+def _one(raw, name):
+    return raw.execute(f"PRAGMA {name}").fetchone()[0]
+
+
 async def _pragmas(conn: Conn) -> list[int]:
     return [await conn.fetchval(f"PRAGMA {p}") for p in ("foreign_keys", "busy_timeout")]
 
@@ -199,3 +203,24 @@ async def test_a_lock_held_past_the_busy_timeout_is_database_busy(tmp_path, monk
         finally:
             other.close()
         await storage.set_guild_budget(db, 1, 5, now=T0)  # and once it lets go, all is well
+
+
+async def test_the_wal_is_checkpointed_off_the_writer_and_stays_bounded(tmp_path, monkeypatch):
+    # The writer never checkpoints inside a COMMIT; the report thread does every CHECKPOINT_EVERY
+    # commits and the writer finishes it past WAL_RESET_FRAMES, so steady writes keep the WAL small.
+    monkeypatch.setattr(storage.sqlite, "CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr(storage.sqlite, "WAL_RESET_FRAMES", 40)
+    path = tmp_path / "k.db"
+    db = await open_database(path)
+    try:
+        assert await storage.sqlite._on_thread(db._writer, lambda raw: _one(raw, "wal_autocheckpoint")) == 0
+        for i in range(1200):
+            await storage.set_guild_budget(db, i, 1000 + i, now=T0)
+        page = _pragma(path, "page_size")
+        # The WAL file's size is its high-water mark. Never checkpointed, these 1200 commits of two
+        # pages or more would leave some 2,500 frames; restarted now and then, it stays far below.
+        wal_frames = (path.with_name("k.db-wal").stat().st_size - 32) // (page + 24)
+        assert 0 < wal_frames < 1500, wal_frames
+        assert (await storage.get_guild_config(db, 1199)).budget_micros == 2199
+    finally:
+        await db.close()

@@ -22,4 +22,4 @@ CREATE TABLE role_free_quota (
     PRIMARY KEY (guild_id, role_id, model)
 );
 
-CREATE INDEX jobs_by_member ON jobs (user_id, guild_id, created_at, status);
+CREATE INDEX jobs_member_recent ON jobs (user_id, guild_id, created_at, status);

@@ -27,4 +27,4 @@ CREATE TABLE role_free_quota (
 ) WITHOUT ROWID;
 
 -- A member's recent jobs in one guild, counted without reading the rows (the rate check).
-CREATE INDEX jobs_by_member ON jobs (user_id, guild_id, created_at, status);
+CREATE INDEX jobs_member_recent ON jobs (user_id, guild_id, created_at, status);
