@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import dispatch, images, ledger, loop_lag, memory, reports
+from bench import dispatch, images, ledger, loop_lag, memory, reports, workers
 from bench.common import Result, load_average, machine_info, print_results, table
 
 # Quiet, quick benchmarks first: the ledger figure is the most sensitive to a busy machine.
@@ -28,6 +28,7 @@ SECTIONS: dict[str, Callable[[], list[Result]]] = {
     "loop_lag": loop_lag.run,
     "memory": memory.run,
     "dispatch": dispatch.run,
+    "workers": workers.run,  # dispatch over 1, 2 and 4 worker processes, SQLite and PostgreSQL
     "reports": reports.run,  # builds 1M jobs on both backends: the longest section
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")

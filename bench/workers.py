@@ -203,6 +203,14 @@ def results(rows: Sequence[dict[str, Any]]) -> list[common.Result]:
     return out
 
 
+def run(latency: float = 1.0) -> list[common.Result]:
+    """What run_all records: N = 500 and 2000 over 1, 2 and 4 workers on SQLite, N = 500 over 1 and
+    4 on PostgreSQL."""
+    rows = [measure(n, w, latency, "sqlite") for n in (500, 2000) for w in (1, 2, 4)]
+    rows += [measure(500, w, latency, "postgres") for w in (1, 4)]
+    return results(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.workers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import common, dispatch, images, ledger, ledger_shared, loop_lag, memory
+from bench import common, dispatch, images, ledger, ledger_shared, loop_lag, memory, workers
 
 
 def _numbers(*values: float) -> bool:
@@ -103,3 +103,10 @@ def test_reports_bench_builds_and_times_a_small_history(tmp_path: Path):
     assert m["month_jobs"] > 0 and m["history_rows"] == 10
     assert _numbers(*m["month"].values(), *m["old_month"].values(), m["history"], m["old_history"])
     _rows_ok(reports.results({"jobs": 3000, "sqlite": m}))
+
+
+def test_workers_dispatch_runs_every_job_over_two_processes():
+    m = workers.measure(6, 2, latency=0.05)
+    assert m["done"] == 6 and m["failed"] == 0
+    assert _numbers(m["wall_s"], m["cpu_ms_per_job"]) and m["wall_s"] >= 0.05
+    _rows_ok(workers.results([m]))
