@@ -59,7 +59,7 @@ async def _gather(conn: Conn) -> tuple[list[str], list, list, list]:
     cached = await conn.fetchall("SELECT bucket, day, images, micros, granted FROM balances")
     per_job = await conn.fetchall(
         "SELECT j.id, j.status, j.reservation, j.images_requested, j.images_delivered, j.actual_micros, "
-        "j.deadline_at, l.bucket, l.account, "
+        "j.deadline_at, j.charged_to, l.bucket, l.account, "
         f"{_entries('reserve')}, {_entries('settle')}, {_entries('refund')}, {_entries('reversal')}, "
         "CAST(sum(l.images) AS BIGINT), CAST(sum(l.micros) AS BIGINT) "
         "FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id "
@@ -106,8 +106,8 @@ async def problems(conn: Conn, now: datetime, grace: timedelta = DEFAULT_GRACE) 
 
 
 def _job_problems(job_id: str, rows: list, now: datetime, grace: timedelta) -> list[str]:
-    _, status, reservation, requested, delivered, actual, deadline_at = rows[0][:7]
-    buckets = [r for r in rows if r[7] is not None]
+    _, status, reservation, requested, delivered, actual, deadline_at, charged_to = rows[0][:8]
+    buckets = [r for r in rows if r[8] is not None]
     out: list[str] = []
 
     def bad(text: str) -> None:
@@ -132,13 +132,7 @@ def _job_problems(job_id: str, rows: list, now: datetime, grace: timedelta) -> l
     if reservation not in expected_state:
         bad(f"reservation should be {' or '.join(expected_state)}")
     for (
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
+        *_,
         bucket,
         account,
         reserves,
@@ -164,7 +158,10 @@ def _job_problems(job_id: str, rows: list, now: datetime, grace: timedelta) -> l
             if images or micros:
                 bad(f"should cost nothing, but {bucket} keeps {images} image(s), {micros} micros")
         elif reservation == "settled":
-            if account == "free" and images != min(delivered, requested):
+            if charged_to == "sandbox":  # cost nothing and used no free image
+                if images or micros:
+                    bad(f"a sandbox job, but {bucket} keeps {images} image(s), {micros} micros")
+            elif account == "free" and images != min(delivered, requested):
                 bad(f"{bucket} keeps {images} image(s) for {delivered} delivered")
             if account != "free" and micros != actual:
                 bad(f"{bucket} keeps {micros} micros for an actual cost of {actual}")

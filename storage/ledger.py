@@ -18,6 +18,7 @@ from storage.guild_config import read_free_policy, read_guild_config, read_teams
 from storage.periods import Period, day_of, period_at, to_db, utc
 
 OPERATOR_BUCKET = "operator"
+SANDBOX = "sandbox"  # charged_to of a job that cost nothing (the local sandbox)
 
 
 def free_bucket(guild_id: int, user_id: int, model: str) -> str:
@@ -65,7 +66,7 @@ class Balance:
 class Decision:
     """Who pays for a job, and the reserve rows that say so."""
 
-    charged_to: str  # free | team:<name> | guild | operator
+    charged_to: str  # free | team:<name> | guild | operator | sandbox
     lines: tuple[Line, ...]
     team_id: int | None
     free_remaining: int | None  # after this job; None for operator jobs
@@ -157,9 +158,10 @@ async def decide(
     limit = policy.images + free.granted
     free_left = max(0, limit - free.images)
     if estimate == 0:
-        # Nothing to pay for (the local sandbox): recorded under the free bucket, using none of it.
+        # Nothing to pay for (the local sandbox): charged to "sandbox", its one row in the free
+        # bucket reserving (and keeping) no image, so the free quota is untouched.
         line = Line("free", fb, day, guild_id, user_id, None, model, 0, 0)
-        return Decision("free", (line,), None, free_left, fp.end)
+        return Decision(SANDBOX, (line,), None, free_left, fp.end)
     # A job is free as a whole or paid as a whole: easier to explain than a split bill.
     if images <= free_left:
         line = Line("free", fb, day, guild_id, user_id, None, model, images, 0)

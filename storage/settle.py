@@ -30,7 +30,7 @@ ID_ATTEMPTS = 5
 @dataclass(frozen=True)
 class Reservation:
     job_id: str
-    charged_to: str  # free | team:<name> | guild | operator
+    charged_to: str  # free | team:<name> | guild | operator | sandbox
     images: int  # free images reserved (0 unless charged_to == "free")
     micros: int  # micro-dollars reserved from a budget (0 when free)
     estimate_micros: int  # price x images, whoever pays
