@@ -58,6 +58,8 @@ class GuildSettings:
     free_quotas: dict[str, storage.FreePolicy]  # the guild's own rows; "*" is every other model
     teams: tuple[storage.Team, ...]
     channels: frozenset[int]  # empty: every channel
+    # Reported by providers beyond what jobs reserved, this budget period: recorded, not charged.
+    overrun_micros: int = 0
 
 
 @speaks_for_storage  # storage's facts leave every public method as UserErrors
@@ -228,13 +230,16 @@ class AccountService:
         """The guild's teams, in creation order (budget 0: retired)."""
         return await storage.list_teams(self.db, checks.discord_id(guild_id, "guild", zero_ok=True))
 
-    async def guild_settings(self, guild_id: int) -> GuildSettings:
+    async def guild_settings(self, guild_id: int, *, now: datetime | None = None) -> GuildSettings:
         guild = checks.discord_id(guild_id, "guild", zero_ok=True)
+        config = await storage.get_guild_config(self.db, guild)
+        since = storage.period_at(config.budget_period, utc(now)).start
         return GuildSettings(
-            await storage.get_guild_config(self.db, guild),
+            config,
             await storage.list_free_quotas(self.db, guild),
             tuple(await storage.list_teams(self.db, guild)),
             await storage.allowed_channels(self.db, guild),
+            await storage.overrun_total(self.db, guild, since),
         )
 
     async def channel_allowed(self, guild_id: int, channel_id: int | None) -> bool:

@@ -130,6 +130,7 @@ class UsageReport:
                 "refused": r.refused,
                 "failed": r.failed,
                 "cancelled": r.cancelled,
+                "overrun_micros": r.overrun_micros,
             }
             for r in self.rows
         ]
@@ -140,7 +141,7 @@ class UsageReport:
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow((self.by, *_USAGE_COLUMNS))
+        writer.writerow((self.by, *_USAGE_COLUMNS, "overrun_micros"))
         for r in self.rows:
             writer.writerow(
                 (
@@ -152,12 +153,20 @@ class UsageReport:
                     r.refused,
                     r.failed,
                     r.cancelled,
+                    r.overrun_micros,
                 )
             )
         return out.getvalue()
 
+    @property
+    def overrun_micros(self) -> int:
+        """What providers reported beyond the reservations, over the report: not charged to anyone."""
+        return sum(r.overrun_micros for r in self.rows)
+
     def to_table(self) -> str:
-        header = ("paid by" if self.by == "team" else self.by, *_USAGE_COLUMNS)
+        # The overrun column only when there is one: most reports have none.
+        extra = ("overrun",) if self.overrun_micros else ()
+        header = ("paid by" if self.by == "team" else self.by, *_USAGE_COLUMNS, *extra)
         body = [
             (
                 payer_label(r.key) if self.by == "team" else r.key,
@@ -168,6 +177,7 @@ class UsageReport:
                 r.refused,
                 r.failed,
                 r.cancelled,
+                *((total(r.overrun_micros),) if extra else ()),
             )
             for r in self.rows
         ]

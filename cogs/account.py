@@ -211,6 +211,11 @@ class AccountCog(commands.Cog):
             f"**Usage {label}, by {by}**: {jobs} job(s), {total_text(total)} spent "
             f"(what the provider bills, free images included).\n```\n{usage_table(report)}\n```"
         )
+        if report.overrun_micros:
+            content += (
+                f"\n⚠️ Providers reported {total_text(report.overrun_micros)} more than these jobs reserved; "
+                "that overrun was not charged to any budget (column overrun_micros in the CSV)."
+            )
         legend = who_is_who(report)
         if legend:
             content += "\n" + legend

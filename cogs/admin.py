@@ -113,6 +113,14 @@ def overview_embed(settings: GuildSettings, labels: dict[str, str]) -> discord.E
     embed.add_field(
         name="Image commands allowed in", value=_channel_list(settings.channels)[:1024], inline=False
     )
+    over = settings.overrun_micros
+    embed.add_field(
+        name=f"Provider overruns this {c.budget_period}",
+        value=f"{total(over)} reported beyond what jobs reserved; not charged (see /usage)"
+        if over
+        else "none (every job cost at most what it reserved)",
+        inline=False,
+    )
     return embed
 
 

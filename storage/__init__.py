@@ -19,8 +19,9 @@ All SQL of the project lives in this package, parameterised. Decisions, for whoe
   once, in the period it was accepted in.
 - Admin grants are filed under today: extra free images for the current period only.
 - Settle charges the provider's reported cost, else price x images delivered (never for more images
-  than were asked). If the reported cost exceeds the reservation the whole cost is charged and the
-  excess written as an 'overrun' ledger row. A failover route with another price is recorded by
+  than were asked), and never more than the reservation: a reported cost above it is charged up to
+  the reservation and the excess recorded as the job's ``overrun_micros`` (budgets and caps never
+  pass their limits). A failover route with another price is recorded by
   mark_running(price_micros=...), and settle uses it.
 - An admin refund of a finished job writes 'reversal' rows that net its charge to zero; of an
   unfinished job, it cancels and refunds it.
@@ -94,7 +95,15 @@ from storage.jobs import (
 from storage.ledger import Refusal, Shortfall, grant_free_images
 from storage.opening import open_database
 from storage.periods import PERIODS, Period, period_at
-from storage.reports import BudgetStatus, FreeStatus, QuotaStatus, UsageRow, quota_status, usage
+from storage.reports import (
+    BudgetStatus,
+    FreeStatus,
+    QuotaStatus,
+    UsageRow,
+    overrun_total,
+    quota_status,
+    usage,
+)
 from storage.settle import Refund, Reservation, Settlement, accept_job, complete_job, fail_job, refund_job
 from storage.targets import Target, parse_target, redact
 from storage.user_settings import UserSettings, get_user_settings, set_user_settings
@@ -157,6 +166,7 @@ __all__ = [
     "list_teams",
     "mark_running",
     "open_database",
+    "overrun_total",
     "parse_target",
     "period_at",
     "quota_status",

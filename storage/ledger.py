@@ -254,22 +254,21 @@ async def job_lines(conn: Conn, job_id: str) -> list[tuple[str, Line]]:
     return [(r[0], Line(*tuple(r)[1:])) for r in rows]  # by position: the hot path of every settle
 
 
-def settle_lines(reserved: Iterable[Line], delivered: int, cost_micros: int) -> tuple[list[Line], list[Line]]:
-    """Close a reservation at the actual outcome: (settle rows, overrun rows).
+def settle_lines(reserved: Iterable[Line], delivered: int, cost_micros: int) -> list[Line]:
+    """Close a reservation at the actual outcome.
 
     Free buckets keep the images delivered and give back the rest. Money buckets keep the actual
-    cost up to the reservation; a provider that reports more than was reserved is still charged in
-    full, the excess written as a separate 'overrun' row so it stands out in the ledger.
+    cost up to the reservation and never more: the reservation is what the budget and the cap
+    allowed, so a provider reporting more than was reserved cannot push either past its limit (the
+    excess is the job's ``overrun_micros``, recorded by the caller, not charged).
     """
-    settle, overrun = [], []
+    settle = []
     for r in reserved:
         if r.account == "free":
             settle.append(replace(r, images=min(delivered, r.images) - r.images, micros=0))
         else:
             settle.append(replace(r, images=0, micros=min(cost_micros, r.micros) - r.micros))
-            if cost_micros > r.micros:
-                overrun.append(replace(r, images=0, micros=cost_micros - r.micros))
-    return settle, overrun
+    return settle
 
 
 def net_by_bucket(lines: Iterable[tuple[str, Line]]) -> list[Line]:

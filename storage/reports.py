@@ -125,6 +125,7 @@ class UsageRow:
     refused: int
     failed: int
     cancelled: int
+    overrun_micros: int = 0  # reported by providers beyond what succeeded jobs reserved: not charged
 
 
 # Fixed expressions chosen by name: the grouping never comes from user text. "team" groups by who
@@ -156,7 +157,8 @@ async def usage(
         "CAST(sum(CASE WHEN status = 'succeeded' THEN images_delivered ELSE 0 END) AS BIGINT) AS images, "
         "CAST(sum(CASE WHEN status = 'succeeded' THEN coalesce(actual_micros, 0) ELSE 0 END) AS BIGINT) "
         f"AS cost_micros, {_count('refused')} AS refused, {_count('failed')} AS failed, "
-        f"{_count('cancelled')} AS cancelled "
+        f"{_count('cancelled')} AS cancelled, "
+        "CAST(sum(CASE WHEN status = 'succeeded' THEN overrun_micros ELSE 0 END) AS BIGINT) AS overrun "
         "FROM jobs WHERE (CAST(:g AS BIGINT) IS NULL OR guild_id = :g) "
         "AND (CAST(:since AS TEXT) IS NULL OR created_at >= :since) "
         "AND (CAST(:until AS TEXT) IS NULL OR created_at < :until) "
@@ -168,7 +170,23 @@ async def usage(
         "until": None if until is None else to_db(until),
     }
     rows = await db.read(_fetchall, sql, params)
-    return [UsageRow(*(r[i] for i in range(8))) for r in rows]
+    return [UsageRow(*(r[i] for i in range(9))) for r in rows]
+
+
+async def _overrun(conn: Conn, guild_id: int, since: str | None) -> int:
+    total = await conn.fetchval(
+        "SELECT CAST(coalesce(sum(overrun_micros), 0) AS BIGINT) FROM jobs WHERE guild_id = ? "
+        "AND status = 'succeeded' AND overrun_micros > 0 AND (CAST(? AS TEXT) IS NULL OR created_at >= ?)",
+        (guild_id, since, since),
+    )
+    return int(total or 0)
+
+
+async def overrun_total(db: Database, guild_id: int, since: datetime | None = None) -> int:
+    """What providers reported beyond the reservations of a guild's jobs created since ``since``:
+    recorded, never charged (see storage.settle)."""
+    stamp = None if since is None else to_db(since)
+    return await db.read(_overrun, guild_id, stamp)
 
 
 def _count(status: str) -> str:

@@ -53,7 +53,7 @@ class Settlement:
     charged_micros: int  # taken from a budget: 0 for free, failed and refunded jobs
     returned_micros: int  # reservation given back
     returned_images: int  # free images given back
-    overrun_micros: int  # charged beyond the reservation
+    overrun_micros: int  # reported beyond the reservation, and not charged
     already: bool = False
 
 
@@ -165,7 +165,8 @@ def _summarise(job: Job, rows: Sequence[tuple[str, ledger.Line]], already: bool)
         sum(x.micros for _, x in payer),
         -sum(x.micros for x in given_back),
         -sum(x.images for x in given_back),
-        sum(x.micros for e, x in payer if e == "overrun"),
+        # Recorded on the job; 'overrun' ledger rows are those of releases that charged the excess.
+        job.overrun_micros + sum(x.micros for e, x in payer if e == "overrun"),
         already,
     )
 
@@ -180,21 +181,29 @@ async def _complete(
     reserved = [x for e, x in lines if e == "reserve"]
     charged_images = min(images_delivered, job.images_requested)
     cost = actual_micros if actual_micros is not None else job.price_micros * charged_images
-    settle, overrun = ledger.settle_lines(reserved, charged_images, cost)
+    # The ceiling: at most the reservation (the estimate) is charged; the rest is an overrun.
+    overrun = max(0, cost - job.estimated_micros)
+    settle = ledger.settle_lines(reserved, charged_images, cost)
     stamp = to_db(now)
     await ledger.write_lines(conn, "settle", settle, stamp, job_id=job_id)
-    if overrun:
-        await ledger.write_lines(conn, "overrun", overrun, stamp, job_id=job_id)
     await conn.execute(
         "UPDATE jobs SET status = 'succeeded', reservation = 'settled', images_delivered = ?, "
-        "actual_micros = ?, result_urls = ?, error = NULL, finished_at = ?, updated_at = ? WHERE id = ?",
-        (images_delivered, cost, to_json(urls), stamp, stamp, job_id),
+        "actual_micros = ?, overrun_micros = ?, result_urls = ?, error = NULL, finished_at = ?, "
+        "updated_at = ? WHERE id = ?",
+        (images_delivered, cost, overrun, to_json(urls), stamp, stamp, job_id),
     )
     if overrun:
-        log.warning("job %s cost %d micros, more than the %d reserved", job_id, cost, job.estimated_micros)
-    done = replace(job, status="succeeded", images_delivered=images_delivered, actual_micros=cost)
-    written = [("settle", x) for x in settle] + [("overrun", x) for x in overrun]
-    return _summarise(done, lines + written, already=False)
+        log.warning(
+            "job %s: the provider reported %d micros, more than the %d reserved; %d not charged (overrun)",
+            job_id,
+            cost,
+            job.estimated_micros,
+            overrun,
+        )
+    done = replace(
+        job, status="succeeded", images_delivered=images_delivered, actual_micros=cost, overrun_micros=overrun
+    )
+    return _summarise(done, lines + [("settle", x) for x in settle], already=False)
 
 
 async def complete_job(

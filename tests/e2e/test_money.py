@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import storage
-from tests.e2e.conftest import MEMBER
-from tests.e2e.support import free_used, job_id_of
+from tests.e2e.conftest import ADMIN, MEMBER
+from tests.e2e.support import PRO_T2I, free_used, job_id_of, write_config
 
 
 async def books_clean(stack) -> None:
@@ -18,4 +18,45 @@ async def test_a_sandbox_job_from_discord_is_charged_to_the_sandbox_and_the_book
     job = await stack.svc.jobs.get(job_id_of(rec))
     assert job is not None and job.status == "succeeded" and job.charged_to == "sandbox"
     assert await free_used(stack, MEMBER, job.model) == 0
+    await books_clean(stack)
+
+
+def shown(rec) -> str:
+    parts = []
+    for msg in rec.messages:
+        parts.append(msg.content or "")
+        for e in msg.embeds:
+            parts += [e.get("title", ""), e.get("description", "")]
+            parts += [f"{f['name']}: {f['value']}" for f in e.get("fields", [])]
+    return "\n".join(parts)
+
+
+async def admin(stack, path: str, options: dict | None = None):
+    rec = await stack.fake.slash(f"kontext-admin {path}", options or {}, user_id=ADMIN)
+    await rec.wait_for("responded")
+    return rec
+
+
+def vtrix_only(tmp_path) -> dict[str, str]:
+    cfg = write_config(tmp_path, "[providers.vtrix]\npoll_interval = 0.02\n")
+    return {"MODELVERSE_API_KEY": "", "WAVESPEED_API_KEY": "", "KONTEXT_CONFIG": cfg}
+
+
+async def test_an_overrun_is_not_charged_and_the_admin_sees_it(make_stack, emulator, tmp_path):
+    stack = await make_stack(emulator, **vtrix_only(tmp_path))
+    await admin(stack, "budget", {"usd": "1"})
+    await admin(stack, "cap", {"usd": "0.50"})
+    await admin(stack, "free-quota", {"model": "all", "images": 0})
+    assert "none (every job cost at most what it reserved)" in shown(await admin(stack, "overview"))
+    emulator.fault("vtrix", "reported_cost", cost="250")  # Vtrix's usage.cost for a $0.04 job
+    rec = await stack.fake.slash("create", {"prompt": "a lighthouse", "model": PRO_T2I}, user_id=MEMBER)
+    await rec.wait_for("files", timeout=10)
+    job = await stack.svc.jobs.get(job_id_of(rec))
+    assert (job.charged_to, job.actual_micros, job.overrun_micros) == ("guild", 250_000_000, 249_960_000)
+    quota = (await stack.svc.accounts.quota(MEMBER, stack.fake.guild_id)).status
+    assert quota.guild.spent_micros == 40_000 and quota.spent_micros == 40_000  # within budget and cap
+    assert "$249.96 reported beyond what jobs reserved; not charged" in shown(await admin(stack, "overview"))
+    usage = await stack.fake.slash("usage", {"period": "today", "by": "user"}, user_id=ADMIN)
+    await usage.wait_for("files", timeout=10)
+    assert "Providers reported $249.96 more than these jobs reserved" in shown(usage)
     await books_clean(stack)
