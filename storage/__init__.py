@@ -104,11 +104,21 @@ from storage.reports import (
     quota_status,
     usage,
 )
-from storage.settle import Refund, Reservation, Settlement, accept_job, complete_job, fail_job, refund_job
+from storage.settle import (
+    ADMIN_REFUND,
+    Refund,
+    Reservation,
+    Settlement,
+    accept_job,
+    complete_job,
+    fail_job,
+    refund_job,
+)
 from storage.targets import Target, parse_target, redact
 from storage.user_settings import UserSettings, get_user_settings, set_user_settings
 
 __all__ = [
+    "ADMIN_REFUND",
     "ALL_MODELS",
     "PERIODS",
     "AuditEntry",

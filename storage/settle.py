@@ -25,6 +25,8 @@ from storage.periods import to_db, utc
 log = logging.getLogger(__name__)
 
 ID_ATTEMPTS = 5
+# How an unfinished job an admin refunded is recorded (its ``error``; the faces tell the member so).
+ADMIN_REFUND = "cancelled: Refunded by an admin"
 
 
 @dataclass(frozen=True)
@@ -263,9 +265,7 @@ async def _admin_refund(conn: Conn, job_id: str, actor_id: int | None, reason: s
     if not job.finished:
         # Cancelled as it is refunded: the worker running it hears of it and stops, and nothing is
         # settled or delivered for it afterwards ("<code>: <message>", as failures are recorded).
-        error = (
-            f"cancelled: Refunded by an admin ({reason})." if reason else "cancelled: Refunded by an admin."
-        )
+        error = f"{ADMIN_REFUND} ({reason})." if reason else f"{ADMIN_REFUND}."
         await _refund_open(conn, job, "cancelled", error, now, actor_id)
         conn.notify(jobs.CANCEL_CHANNEL, job_id)
     elif job.reservation == "settled":

@@ -3,10 +3,14 @@ ending with `db check` clean."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 import urllib.request
+from contextlib import closing
+from pathlib import Path
 
-from tests.cli_support import emulator, provider_env, run_cli
+from tests.cli_support import emulator, one_error_line, provider_env, run_cli
 
 SANDBOX_MODEL = "black-forest-labs/flux-kontext-pro/text-to-image"
 
@@ -66,5 +70,59 @@ async def test_a_reported_cost_above_the_reservation_charges_the_reservation_and
     assert "overrun" in out.splitlines()[0] and "$249.96" in out
     code, out, err = await run_cli("usage", *guild, "--format", "csv", env=env, cwd=tmp_path)
     assert out.splitlines()[0].endswith(",overrun_micros") and out.splitlines()[1].endswith(",249960000")
+    code, text = await db_check(env, tmp_path)
+    assert code == 0, text
+
+
+def configure(url: str, **spec) -> None:
+    request = urllib.request.Request(
+        f"{url}/_emulator/config", json.dumps(spec).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+
+
+def running_job(db: Path) -> str | None:
+    """The id of the job the database records as running, read as another program would."""
+    if not db.exists():
+        return None
+    with closing(sqlite3.connect(db, timeout=5)) as conn:
+        try:
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE status = 'running' AND task_id IS NOT NULL"
+            ).fetchone()
+        except sqlite3.OperationalError:  # not made yet
+            return None
+    return row[0] if row else None
+
+
+def short_lease(env: dict[str, str]) -> None:
+    """Leases of 3 s, renewed every second: a process hears soon that its job ended elsewhere."""
+    config = Path(env["KONTEXT_CONFIG"])
+    config.write_text(config.read_text() + "job_lease = 3\n")  # appended to its [limits] table
+
+
+async def test_a_refund_from_another_process_cancels_a_running_generate(tmp_path):
+    with emulator() as url:
+        env = provider_env(url, tmp_path)
+        short_lease(env)
+        configure(url, latency=120)  # the task is held at the provider
+        args = ("generate", "--model", SANDBOX_MODEL, "--prompt", "x", "--provider", "vtrix")
+        generate = asyncio.create_task(run_cli(*args, "--user", "42", "--guild", "7", env=env, cwd=tmp_path))
+        job_id = None
+        async with asyncio.timeout(30):
+            while job_id is None:  # another process's database: no event to wait on
+                assert not generate.done(), generate.result()
+                await asyncio.sleep(0.05)
+                job_id = running_job(tmp_path / "k.db")
+        code, out, err = await run_cli("admin", "refund", job_id, "--reason", "typo", env=env, cwd=tmp_path)
+        assert code == 0 and f"Refunded job {job_id}" in out, (out, err)
+        configure(url, latency=0)  # were it still polled, the image would now be handed over
+        code, out, err = await generate
+    assert code == 1
+    assert "Refunded by an admin (typo)" in one_error_line(err) and job_id in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
+    code, out, err = await run_cli("quota", "--user", "42", "--guild", "7", "--json", env=env, cwd=tmp_path)
+    assert json.loads(out)["models"][SANDBOX_MODEL]["free_used"] == 0
     code, text = await db_check(env, tmp_path)
     assert code == 0, text

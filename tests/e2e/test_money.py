@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import storage
 from tests.e2e.conftest import ADMIN, MEMBER
-from tests.e2e.support import PRO_T2I, free_used, job_id_of, write_config
+from tests.e2e.support import PRO_T2I, fast, free_used, job_id_of, until, write_config
 
 
 async def books_clean(stack) -> None:
@@ -60,3 +60,35 @@ async def test_an_overrun_is_not_charged_and_the_admin_sees_it(make_stack, emula
     await usage.wait_for("files", timeout=10)
     assert "Providers reported $249.96 more than these jobs reserved" in shown(usage)
     await books_clean(stack)
+
+
+async def test_a_refund_of_a_running_job_cancels_it_and_the_member_is_told(make_stack, emulator):
+    stack = await make_stack(emulator)
+    fast(stack)
+    emulator.latency = 60.0  # the job is held at the provider
+    rec = await stack.fake.slash(
+        "edit", {"prompt": "slow"}, user_id=MEMBER, attachments={"image": stack.png()}
+    )
+    await rec.wait_for(lambda r: "Generating" in (r.original.content if r.original else ""))
+    job_id = job_id_of(rec)
+    assert await free_used(stack, MEMBER) == 1  # reserved while it runs
+
+    answer = await admin(stack, "refund", {"job_id": job_id, "reason": "wrong prompt"})
+    assert f"Refunded job `{job_id}`" in shown(answer)
+    emulator.latency = 0.0  # were it still polled, the provider would now hand the image over
+    await rec.wait_for(lambda r: "Refunded by an admin" in r.original.content, timeout=10)
+    assert not rec.original.custom_ids  # no Cancel button left
+    await until(lambda: _told(stack, job_id))
+    # The requester is also told privately, with the admin's reason.
+    private = [m.content for m in rec.messages if m.ephemeral]
+    assert any("Refunded by an admin (wrong prompt)" in c and "not charged" in c for c in private), private
+    assert not rec.files  # no image posted, before or after
+    job = await stack.svc.jobs.get(job_id)
+    assert (job.status, job.reservation, job.images_delivered) == ("cancelled", "refunded", 0)
+    assert await free_used(stack, MEMBER) == 0
+    await books_clean(stack)
+
+
+async def _told(stack, job_id: str) -> bool:
+    job = await stack.svc.jobs.get(job_id)
+    return job is not None and job.delivered_at is not None
