@@ -89,6 +89,10 @@ class Database:
         """Run ``op(conn, ...)`` in one read-only transaction: its queries see one consistent state."""
         raise NotImplementedError
 
+    async def ensure_room(self) -> None:
+        """Raise DatabaseFull when a job's writes may not fit (a database file on this machine near
+        the disk's end or the process's file size limit). The server databases have no such check."""
+
     async def close(self) -> None:
         for task in list(self._callbacks):
             task.cancel()

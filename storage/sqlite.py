@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -47,6 +48,14 @@ from storage.targets import Target
 
 log = logging.getLogger(__name__)
 
+try:
+    import resource
+except ImportError:  # not on Windows: no file size limit to read there
+    resource = None  # type: ignore[assignment]
+
+# Room a job's whole life needs, many times over: it appends a few dozen pages to the WAL. A job is
+# not recorded without it, so one the disk could not see through never holds a reservation.
+ROOM_BYTES = 1 << 20
 BUSY_TIMEOUT_MS = 10_000  # another process holding the write lock that long is a fault, not load
 MAX_BATCH = 64  # write operations per group commit
 
@@ -62,6 +71,28 @@ async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     return await conn._execute(fn, conn._conn, *args)
 
 
+def room_problem(path: Path, need: int = ROOM_BYTES) -> str | None:
+    """Why writes to the database at ``path`` may not fit (the process's file size limit, the free
+    space on its disk); None when there is room for ``need`` bytes more."""
+    files = (path, path.with_name(path.name + "-wal"))
+    largest = max((f.stat().st_size for f in files if f.exists()), default=0)
+    if resource is not None:
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY and soft < largest + need:
+            return f"this process may write files of at most {soft} bytes (ulimit -f); the file is {largest}"
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        return f"{free} bytes free on its disk"
+    return None
+
+
+def _no_room(label: str) -> bool:
+    try:
+        return room_problem(Path(label)) is not None
+    except OSError:
+        return False
+
+
 def translate(exc: BaseException, label: str) -> BaseException:
     """sqlite3's errors as the facts of storage/errors.py; anything else as it is."""
     if not isinstance(exc, sqlite3.Error):
@@ -74,6 +105,8 @@ def translate(exc: BaseException, label: str) -> BaseException:
         new = DatabaseBusy(label, text)
     elif name.startswith("SQLITE_FULL") or "disk is full" in text:
         new = DatabaseFull(label, text)
+    elif name == "SQLITE_IOERR_WRITE" and _no_room(label):
+        new = DatabaseFull(label, text)  # the write failed because the file could not grow
     elif name.startswith("SQLITE_NOTADB") or "not a database" in text:
         new = NotADatabase(label, text)
     else:
@@ -182,6 +215,11 @@ class SqliteDatabase(Database):
                     self._deliver(notices)
         finally:
             self._drainer = None
+
+    async def ensure_room(self) -> None:
+        problem = room_problem(self.path)
+        if problem is not None:
+            raise DatabaseFull(self.label, problem)
 
     async def read(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
         try:

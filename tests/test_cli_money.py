@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sqlite3
+import subprocess
 import urllib.request
 from contextlib import closing
 from pathlib import Path
 
-from tests.cli_support import emulator, one_error_line, provider_env, run_cli
+from tests.cli_support import (
+    clean_env,
+    emulator,
+    kontext_bot,
+    one_error_line,
+    provider_env,
+    run_cli,
+    run_cli_sync,
+)
 
 SANDBOX_MODEL = "black-forest-labs/flux-kontext-pro/text-to-image"
 
@@ -126,3 +136,56 @@ async def test_a_refund_from_another_process_cancels_a_running_generate(tmp_path
     assert json.loads(out)["models"][SANDBOX_MODEL]["free_used"] == 0
     code, text = await db_check(env, tmp_path)
     assert code == 0, text
+
+
+GENERATE = ("generate", "--model", SANDBOX_MODEL, "--prompt", "x", "--user", "42", "--guild", "7")
+
+
+def run_limited(env: dict[str, str], cwd: Path, file_size: int) -> subprocess.CompletedProcess[str]:
+    """``generate`` in a process that may write files of at most ``file_size`` bytes (ulimit -f)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+    return subprocess.run(
+        [*kontext_bot(), *GENERATE],
+        cwd=cwd,
+        env=clean_env(env),
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_reservation(tmp_path):
+    env = {"KONTEXT_DB": str(tmp_path / "f.db")}
+    assert run_cli_sync(*GENERATE, env=env, cwd=tmp_path).returncode == 0  # the database exists
+    done = run_limited(env, tmp_path, 40 * 1024)  # ulimit -f 40
+    assert done.returncode == 1, done.stderr
+    assert "cannot grow" in one_error_line(done.stderr)
+    check = run_cli_sync("db", "check", env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    listed = run_cli_sync("usage", "--guild", "7", "--format", "json", env=env, cwd=tmp_path)
+    (row,) = json.loads(listed.stdout)
+    assert row["jobs"] == 1  # the first job only: nothing recorded, so nothing reserved
+
+
+def test_a_fresh_database_on_a_full_disk_is_one_line(tmp_path):
+    env = {"KONTEXT_DB": str(tmp_path / "f.db")}
+    done = run_limited(env, tmp_path, 40 * 1024)
+    assert done.returncode == 1, done.stderr
+    one_error_line(done.stderr)
+
+
+def test_a_database_locked_by_another_process_is_one_line(tmp_path):
+    env = {"KONTEXT_DB": str(tmp_path / "f.db")}
+    assert run_cli_sync(*GENERATE, env=env, cwd=tmp_path).returncode == 0
+    with closing(sqlite3.connect(tmp_path / "f.db", isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")  # another process holding the database
+        done = run_cli_sync(*GENERATE, env=env, cwd=tmp_path)  # bounded: run_cli_sync's timeout
+        other.execute("ROLLBACK")
+    assert done.returncode == 1
+    assert "is busy" in one_error_line(done.stderr)
+    check = run_cli_sync("db", "check", env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
