@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from storage.conn import Conn
 from storage.db import Database
@@ -145,11 +146,21 @@ async def usage(
     since: datetime | None = None,
     until: datetime | None = None,
     by: str = "user",
+    only_user: int | None = None,
+    only_teams: Sequence[int] | None = None,
 ) -> list[UsageRow]:
     """Jobs created in [since, until), grouped ``by`` user, team, model or day; busiest first
-    (oldest first by day)."""
+    (oldest first by day). With ``only_user`` or ``only_teams``: just that user's jobs and the
+    jobs charged to those teams."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
+    scoped = only_user is not None or only_teams is not None
+    teams = [int(t) for t in only_teams or ()]
+    whose = ""
+    if scoped:
+        # Team ids as numbered parameters: never text in the statement.
+        within = ", ".join(f":t{i}" for i in range(len(teams)))
+        whose = "AND (user_id = CAST(:me AS BIGINT)" + (f" OR team_id IN ({within})" if teams else "") + ") "
     order = "key" if by == "day" else "images DESC, jobs DESC, key"
     sql = (
         f"SELECT {GROUPINGS[by]} AS key, count(*) AS jobs, "
@@ -162,13 +173,16 @@ async def usage(
         "FROM jobs WHERE (CAST(:g AS BIGINT) IS NULL OR guild_id = :g) "
         "AND (CAST(:since AS TEXT) IS NULL OR created_at >= :since) "
         "AND (CAST(:until AS TEXT) IS NULL OR created_at < :until) "
-        f"GROUP BY key ORDER BY {order}"
+        f"{whose}GROUP BY key ORDER BY {order}"
     )
-    params = {
+    params: dict[str, Any] = {
         "g": guild_id,
         "since": None if since is None else to_db(since),
         "until": None if until is None else to_db(until),
     }
+    if scoped:
+        params["me"] = only_user
+        params.update({f"t{i}": t for i, t in enumerate(teams)})
     rows = await db.read(_fetchall, sql, params)
     return [UsageRow(*(r[i] for i in range(9))) for r in rows]
 

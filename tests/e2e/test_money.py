@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import storage
-from tests.e2e.conftest import ADMIN, MEMBER
+from tests.e2e.conftest import ADMIN, ART_ROLE, MEMBER, OTHER
 from tests.e2e.support import PRO_T2I, fast, free_used, job_id_of, until, write_config
 
 
@@ -92,3 +92,46 @@ async def test_a_refund_of_a_running_job_cancels_it_and_the_member_is_told(make_
 async def _told(stack, job_id: str) -> bool:
     job = await stack.svc.jobs.get(job_id)
     return job is not None and job.delivered_at is not None
+
+
+SCULPT_ROLE = 888
+DAVE = 4545
+
+
+async def usage_text(stack, user_id: int, by: str) -> tuple[str, str]:
+    """(what the member read, the CSV) of /usage all-time ``by``."""
+    rec = await stack.fake.slash("usage", {"period": "all", "by": by}, user_id=user_id)
+    await rec.wait_for("files", timeout=10)
+    csv_file = next(f for f in rec.files if f.filename.endswith(".csv"))
+    return shown(rec), csv_file.data.decode()
+
+
+async def test_usage_shows_a_team_member_only_their_teams_and_their_own_jobs(make_stack, emulator):
+    stack = await make_stack(emulator)
+    stack.fake.add_role(SCULPT_ROLE, "sculptors")
+    stack.fake.add_member(DAVE, name="dave", roles=[SCULPT_ROLE])
+    await admin(stack, "budget", {"usd": "5"})
+    await admin(stack, "free-quota", {"model": "all", "images": 0})
+    await admin(stack, "team", {"role": ART_ROLE, "name": "artists", "usd": "5"})
+    await admin(stack, "team", {"role": SCULPT_ROLE, "name": "sculptors", "usd": "5"})
+    await admin(stack, "grant", {"user": MEMBER, "model": PRO_T2I, "images": 1})
+    for user_id in (MEMBER, MEMBER, DAVE, OTHER):  # alice: free, then team artists; dave; bob: guild
+        rec = await stack.fake.slash("create", {"prompt": "a cat", "model": PRO_T2I}, user_id=user_id)
+        await rec.wait_for("files", timeout=10)
+    payers = {j.charged_to for j in await storage.list_jobs(stack.svc.db, limit=10)}
+    assert payers == {"free", "team:artists", "team:sculptors", "guild"}
+
+    text, table = await usage_text(stack, MEMBER, "user")  # alice holds only the artists' role
+    assert f"\n{MEMBER}," in table and f"\n{DAVE}," not in table and f"\n{OTHER}," not in table
+    assert "2 job(s)" in text and "your teams" in text
+    _, table = await usage_text(stack, MEMBER, "team")
+    assert "team:artists" in table and "free" in table
+    assert "team:sculptors" not in table and "guild" not in table
+    _, table = await usage_text(stack, DAVE, "team")
+    assert "team:sculptors" in table and "team:artists" not in table and "free" not in table
+
+    text, table = await usage_text(stack, ADMIN, "user")  # Manage Server: the whole server
+    assert all(f"\n{u}," in table for u in (MEMBER, DAVE, OTHER)) and "4 job(s)" in text
+    rec = await stack.fake.slash("usage", {"period": "all"}, user_id=OTHER)  # no team, no Manage Server
+    await rec.wait_for("responded")
+    assert "Manage Server" in shown(rec) and not rec.files
