@@ -91,6 +91,8 @@ async def test_a_cost_above_the_reservation_charges_the_reservation_and_records_
     assert (job.actual_micros, job.overrun_micros) == (250_000_000, 250_000_000 - PRICE)
     (row,) = await storage.usage(db, guild_id=GUILD)
     assert (row.cost_micros, row.overrun_micros) == (250_000_000, 250_000_000 - PRICE)
+    assert await storage.overrun_total(db, GUILD, T0 - timedelta(days=1)) == 250_000_000 - PRICE
+    assert await storage.overrun_total(db, GUILD, T0 + timedelta(days=1)) == 0
     assert await storage.check(db, now=T0) == []
     again = await storage.complete_job(db, r.job_id, 1, actual_micros=250_000_000, now=T0)
     assert again.already and again.overrun_micros == s.overrun_micros
