@@ -364,7 +364,10 @@ class AdminCog(
             owner = f"<@{job.user_id}>" if job and job.user_id else "the member"
             back.append(f"{result.returned_images} free image(s) back to {owner}")
         what = " and ".join(back) or "nothing was charged for it"
-        await self._say(interaction, f"Refunded job `{job_id}`: {what}.")
+        stopped = (
+            " It had not finished: it was cancelled, and the member was told." if result.cancelled else ""
+        )
+        await self._say(interaction, f"Refunded job `{job_id}`: {what}.{stopped}")
 
     # --- channels ---------------------------------------------------------------------------------
 

@@ -65,6 +65,7 @@ class Refund:
     returned_micros: int
     returned_images: int
     already: bool  # True: nothing was left to refund
+    cancelled: bool = False  # it had not finished: it was cancelled, and nothing is delivered for it
 
 
 async def _accept(conn: Conn, job: NewJob, job_id: str, now: datetime) -> ledger.Decision | ledger.Refusal:
@@ -280,7 +281,13 @@ async def _admin_refund(conn: Conn, job_id: str, actor_id: int | None, reason: s
         return Refund(job_id, 0, 0, already=True)
     await audit.record(conn, now, actor_id, job.guild_id, "refund", {"job_id": job_id, "reason": reason})
     payer = [x for x in before if x.account != "user"]
-    return Refund(job_id, sum(x.micros for x in payer), sum(x.images for x in payer), already=False)
+    return Refund(
+        job_id,
+        sum(x.micros for x in payer),
+        sum(x.images for x in payer),
+        already=False,
+        cancelled=not job.finished,
+    )
 
 
 async def refund_job(

@@ -56,6 +56,7 @@ except ImportError:  # not on Windows: no file size limit to read there
 # Room a job's whole life needs, many times over: it appends a few dozen pages to the WAL. A job is
 # not recorded without it, so one the disk could not see through never holds a reservation.
 ROOM_BYTES = 1 << 20
+ROOM_RECHECK_S = 1.0
 BUSY_TIMEOUT_MS = 10_000  # another process holding the write lock that long is a fault, not load
 MAX_BATCH = 64  # write operations per group commit
 
@@ -71,9 +72,10 @@ async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     return await conn._execute(fn, conn._conn, *args)
 
 
-def room_problem(path: Path, need: int = ROOM_BYTES) -> str | None:
+def room_problem(path: Path, need: int | None = None) -> str | None:
     """Why writes to the database at ``path`` may not fit (the process's file size limit, the free
-    space on its disk); None when there is room for ``need`` bytes more."""
+    space on its disk); None when there is room for ``need`` (ROOM_BYTES) bytes more."""
+    need = ROOM_BYTES if need is None else need
     files = (path, path.with_name(path.name + "-wal"))
     largest = max((f.stat().st_size for f in files if f.exists()), default=0)
     if resource is not None:
@@ -176,6 +178,7 @@ class SqliteDatabase(Database):
         self._reader = reader
         self._queue: list[tuple[Op[..., Any], tuple, dict, asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._room_until = 0.0  # monotonic time until which ensure_room trusts its last look
 
     async def write(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
         """Returns once the transaction is committed. It may be shared with other writes waiting at
@@ -217,9 +220,14 @@ class SqliteDatabase(Database):
             self._drainer = None
 
     async def ensure_room(self) -> None:
+        # A few system calls (~80 us here): a found room is trusted for ROOM_RECHECK_S, so a busy
+        # queue pays for them about once a second; a missing one is looked for again every time.
+        if time.monotonic() < self._room_until:
+            return
         problem = room_problem(self.path)
         if problem is not None:
             raise DatabaseFull(self.label, problem)
+        self._room_until = time.monotonic() + ROOM_RECHECK_S
 
     async def read(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
         try:

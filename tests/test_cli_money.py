@@ -126,7 +126,7 @@ async def test_a_refund_from_another_process_cancels_a_running_generate(tmp_path
                 await asyncio.sleep(0.05)
                 job_id = running_job(tmp_path / "k.db")
         code, out, err = await run_cli("admin", "refund", job_id, "--reason", "typo", env=env, cwd=tmp_path)
-        assert code == 0 and f"Refunded job {job_id}" in out, (out, err)
+        assert code == 0 and f"Refunded job {job_id}" in out and "it was cancelled" in out, (out, err)
         configure(url, latency=0)  # were it still polled, the image would now be handed over
         code, out, err = await generate
     assert code == 1

@@ -74,7 +74,7 @@ async def test_a_refund_of_a_running_job_cancels_it_and_the_member_is_told(make_
     assert await free_used(stack, MEMBER) == 1  # reserved while it runs
 
     answer = await admin(stack, "refund", {"job_id": job_id, "reason": "wrong prompt"})
-    assert f"Refunded job `{job_id}`" in shown(answer)
+    assert f"Refunded job `{job_id}`" in shown(answer) and "it was cancelled" in shown(answer)
     emulator.latency = 0.0  # were it still polled, the provider would now hand the image over
     await rec.wait_for(lambda r: "Refunded by an admin" in r.original.content, timeout=10)
     assert not rec.original.custom_ids  # no Cancel button left
