@@ -163,6 +163,15 @@ class UsageReport:
         """What providers reported beyond the reservations, over the report: not charged to anyone."""
         return sum(r.overrun_micros for r in self.rows)
 
+    def overrun_note(self) -> str:
+        """A line for people when providers reported more than the jobs reserved; else ""."""
+        if not self.overrun_micros:
+            return ""
+        return (
+            f"⚠️ Providers reported {total(self.overrun_micros)} more than these jobs reserved; that "
+            "overrun was not charged to any budget (column overrun_micros in the CSV)."
+        )
+
     def to_table(self) -> str:
         # The overrun column only when there is one: most reports have none.
         extra = ("overrun",) if self.overrun_micros else ()

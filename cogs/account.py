@@ -218,10 +218,7 @@ class AccountCog(commands.Cog):
             f"(what the provider bills, free images included).\n```\n{usage_table(report)}\n```"
         )
         if report.overrun_micros:
-            content += (
-                f"\n⚠️ Providers reported {total_text(report.overrun_micros)} more than these jobs reserved; "
-                "that overrun was not charged to any budget (column overrun_micros in the CSV)."
-            )
+            content += "\n" + report.overrun_note()
         legend = who_is_who(report)
         if legend:
             content += "\n" + legend
