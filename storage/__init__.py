@@ -11,6 +11,8 @@ All SQL of the project lives in this package, parameterised. Decisions, for whoe
 - A job is free as a whole or paid as a whole: n images all from the free quota, else paid.
 - Operator jobs (user None) are recorded and costed, charged_to "operator", never limited.
   guild None is stored as guild 0 (DMs, CLI): free quota only, unless guild 0 is configured.
+- A job that costs nothing (the local sandbox) is charged_to "sandbox": one free-bucket row that
+  reserves and keeps no image, so the free quota is untouched.
 - Free images are counted per guild: a user's quota in one server is not spent in another.
 - Periods are calendar days, ISO weeks (from Monday) and months in UTC. The ledger files every
   change under a UTC day and a period's figure is the sum of its days, so changing a period
