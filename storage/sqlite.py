@@ -326,6 +326,9 @@ def apply_migrations(raw: sqlite3.Connection, label: str, directory: Path) -> in
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
+                full = translate(e, label)
+                if isinstance(full, DatabaseFull):  # no room to write the schema: say that
+                    raise full from e
                 raise MigrationFailed(label, file.name, version - 1, str(e)) from e
             raise
         log.info("database %s at schema version %d (%s)", label, version, file.name)

@@ -175,7 +175,7 @@ def test_a_fresh_database_on_a_full_disk_is_one_line(tmp_path):
     env = {"KONTEXT_DB": str(tmp_path / "f.db")}
     done = run_limited(env, tmp_path, 40 * 1024)
     assert done.returncode == 1, done.stderr
-    one_error_line(done.stderr)
+    assert "cannot grow" in one_error_line(done.stderr)
 
 
 def test_a_database_locked_by_another_process_is_one_line(tmp_path):
