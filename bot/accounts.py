@@ -18,7 +18,7 @@ import storage
 from bot import checks
 from bot.catalog import ASPECT_RATIOS, Catalog
 from bot.checks import MAX_FREE_QUOTA_IMAGES, MAX_GRANT_IMAGES, MAX_RATE_JOBS, PERIODS
-from bot.errors import NotFound, ValidationError
+from bot.errors import NotFound, UserError, ValidationError
 from bot.reports import QuotaReport, UsageReport
 from bot.storage_errors import speaks_for_storage
 from storage import Database
@@ -60,6 +60,30 @@ class GuildSettings:
     channels: frozenset[int]  # empty: every channel
     rate_limits: tuple[storage.RateLimit, ...] = ()  # the guild-wide one first
     role_free_quotas: dict[int, dict[str, storage.FreePolicy]] = field(default_factory=dict)  # role -> model
+    # Reported by providers beyond what jobs reserved, this budget period: recorded, not charged.
+    overrun_micros: int = 0
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who asks for a usage report, as the face knows them."""
+
+    user_id: int
+    roles: tuple[int, ...] = ()
+    manages: bool = False  # Manage Server (or Administrator, or the owner)
+
+
+@dataclass(frozen=True)
+class UsageScope:
+    """What one viewer may see of a server's usage: all of it, or their teams' jobs and their own."""
+
+    whole: bool
+    user_id: int | None = None
+    teams: tuple[storage.Team, ...] = ()
+
+
+class NotAllowed(UserError):
+    code = "forbidden"
 
 
 @speaks_for_storage  # storage's facts leave every public method as UserErrors
@@ -91,14 +115,32 @@ class AccountService:
         )
         return QuotaReport(status)
 
+    async def usage_scope(self, guild_id: int, viewer: Viewer) -> UsageScope:
+        """What ``viewer`` may see of a server's usage. With Manage Server: everything. A member who
+        holds the role of a team (with a budget): the jobs charged to those teams (and so the members
+        who made them) and their own jobs, nothing of other teams. Anyone else: NotAllowed.
+        @everyone (whose id is the guild's) may fund a server-wide team, but it makes nobody a lead."""
+        if viewer.manages:
+            return UsageScope(whole=True)
+        guild = checks.discord_id(guild_id, "guild")
+        roles = set(viewer.roles) - {guild}
+        teams = tuple(
+            t for t in await storage.list_teams(self.db, guild) if t.role_id in roles and t.budget_micros > 0
+        )
+        if not teams:
+            raise NotAllowed("Only members with Manage Server or a team role can see the usage report.")
+        return UsageScope(whole=False, user_id=checks.discord_id(viewer.user_id, "user"), teams=teams)
+
     async def usage(
         self,
         guild_id: int | None = None,
         since: date | datetime | str | None = None,
         until: date | datetime | str | None = None,
         by: str = "user",
+        scope: UsageScope | None = None,
     ) -> UsageReport:
-        """Jobs by user, team (who paid), model or day. ``until`` includes the day it names."""
+        """Jobs by user, team (who paid), model or day. ``until`` includes the day it names.
+        ``scope`` (from ``usage_scope``) narrows it to what one viewer may see; None: everything."""
         if by not in USAGE_GROUPS:
             raise ValidationError(f"must be one of {', '.join(USAGE_GROUPS)} (you gave {by!r}).", field="by")
         start = checks.day_start(since, "since")
@@ -106,7 +148,16 @@ class AccountService:
         if start and end and end <= start:
             raise ValidationError("must not be before the start of the report (since).", field="until")
         guild = None if guild_id is None else checks.discord_id(guild_id, "guild", zero_ok=True)
-        rows = await storage.usage(self.db, guild_id=guild, since=start, until=end, by=by)
+        narrow = scope is not None and not scope.whole
+        rows = await storage.usage(
+            self.db,
+            guild_id=guild,
+            since=start,
+            until=end,
+            by=by,
+            only_user=scope.user_id if narrow and scope else None,
+            only_teams=[t.id for t in scope.teams] if narrow and scope else None,
+        )
         return UsageReport(by, tuple(rows))
 
     # --- admin ----------------------------------------------------------------------------------
@@ -266,15 +317,18 @@ class AccountService:
         """The guild's teams, in creation order (budget 0: retired)."""
         return await storage.list_teams(self.db, checks.discord_id(guild_id, "guild", zero_ok=True))
 
-    async def guild_settings(self, guild_id: int) -> GuildSettings:
+    async def guild_settings(self, guild_id: int, *, now: datetime | None = None) -> GuildSettings:
         guild = checks.discord_id(guild_id, "guild", zero_ok=True)
+        config = await storage.get_guild_config(self.db, guild)
+        since = storage.period_at(config.budget_period, utc(now)).start
         return GuildSettings(
-            await storage.get_guild_config(self.db, guild),
+            config,
             await storage.list_free_quotas(self.db, guild),
             tuple(await storage.list_teams(self.db, guild)),
             await storage.allowed_channels(self.db, guild),
             tuple(await storage.list_rate_limits(self.db, guild)),
             await storage.list_role_free_quotas(self.db, guild),
+            await storage.overrun_total(self.db, guild, since),
         )
 
     async def channel_allowed(self, guild_id: int, channel_id: int | None) -> bool:

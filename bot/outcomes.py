@@ -58,6 +58,11 @@ class JobFailed(UserError):
         self.status = status  # as the job was recorded: "failed", "refused" or "cancelled"
 
 
+def refunded_by_admin(job: storage.Job) -> bool:
+    """The job was cancelled because an admin refunded it before it finished."""
+    return job.status == "cancelled" and (job.error or "").startswith(storage.ADMIN_REFUND)
+
+
 def busy_text(provider: str) -> str:
     return f"{label_of(provider)} was still busy when this job's time ran out; please try again later."
 

@@ -144,6 +144,7 @@ class UsageReport:
                 "refused": r.refused,
                 "failed": r.failed,
                 "cancelled": r.cancelled,
+                "overrun_micros": r.overrun_micros,
             }
             for r in self.rows
         ]
@@ -154,7 +155,7 @@ class UsageReport:
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow((self.by, *_USAGE_COLUMNS))
+        writer.writerow((self.by, *_USAGE_COLUMNS, "overrun_micros"))
         for r in self.rows:
             writer.writerow(
                 (
@@ -166,12 +167,29 @@ class UsageReport:
                     r.refused,
                     r.failed,
                     r.cancelled,
+                    r.overrun_micros,
                 )
             )
         return out.getvalue()
 
+    @property
+    def overrun_micros(self) -> int:
+        """What providers reported beyond the reservations, over the report: not charged to anyone."""
+        return sum(r.overrun_micros for r in self.rows)
+
+    def overrun_note(self) -> str:
+        """A line for people when providers reported more than the jobs reserved; else ""."""
+        if not self.overrun_micros:
+            return ""
+        return (
+            f"⚠️ Providers reported {total(self.overrun_micros)} more than these jobs reserved; that "
+            "overrun was not charged to any budget (column overrun_micros in the CSV)."
+        )
+
     def to_table(self) -> str:
-        header = ("paid by" if self.by == "team" else self.by, *_USAGE_COLUMNS)
+        # The overrun column only when there is one: most reports have none.
+        extra = ("overrun",) if self.overrun_micros else ()
+        header = ("paid by" if self.by == "team" else self.by, *_USAGE_COLUMNS, *extra)
         body = [
             (
                 payer_label(r.key) if self.by == "team" else r.key,
@@ -182,6 +200,7 @@ class UsageReport:
                 r.refused,
                 r.failed,
                 r.cancelled,
+                *((total(r.overrun_micros),) if extra else ()),
             )
             for r in self.rows
         ]

@@ -6,8 +6,9 @@ defers first and renders the chart off the event loop.
 
 Who may run /usage: members with Manage Server, and "team leads". The bot has no separate notion of
 a lead, so a member holding any role an admin mapped to a team (with a budget above 0) counts as
-one: whoever an admin trusts with a team budget may see where the money goes. Both see the whole
-server's report; the report holds ids, counts and costs, never prompts or images. Permissions are
+one. Managers see the whole server's report; a lead sees the jobs charged to the teams whose roles
+they hold and their own jobs, nothing of other teams (bot.accounts decides: ``usage_scope``). The
+report holds ids, counts and costs, never prompts or images. Permissions are
 read from ``interaction.permissions``, which Discord resolves for this member at this moment
 (owner and Administrator included), rather than from the role cache.
 """
@@ -22,13 +23,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.accounts import USAGE_GROUPS, usage_window
+from bot.accounts import USAGE_GROUPS, Viewer, usage_window
 from bot.catalog import ASPECT_RATIOS
 from bot.errors import UserError
 from cogs.account_embeds import (
     history_embed,
     models_embed,
     quota_embed,
+    scope_text,
     settings_embed,
 )
 from cogs.choices import catalog_choices
@@ -177,18 +179,21 @@ class AccountCog(commands.Cog):
         if interaction.guild_id is None:
             await reply_error(interaction, "Usage reports are per server; run /usage in a server.")
             return
-        if not can_manage(interaction) and not await self._leads_a_team(interaction):
-            await reply_error(
-                interaction, "Only members with Manage Server or a team role can see the usage report."
-            )
+        viewer = Viewer(interaction.user.id, role_ids(interaction.user), can_manage(interaction))
+        try:
+            scope = await accounts.usage_scope(interaction.guild_id, viewer)
+        except UserError as exc:
+            await reply_error(interaction, exc)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         now = datetime.now(UTC)
         try:
             since, until = usage_window(period, now)
-            report = await accounts.usage(interaction.guild_id, since, until, by)
+            report = await accounts.usage(interaction.guild_id, since, until, by, scope)
             per_day = (
-                report if by == "day" else await accounts.usage(interaction.guild_id, since, until, "day")
+                report
+                if by == "day"
+                else await accounts.usage(interaction.guild_id, since, until, "day", scope)
             )
         except UserError as exc:
             await reply_error(interaction, exc)
@@ -197,21 +202,13 @@ class AccountCog(commands.Cog):
         content, files = await usage_message(
             report,
             per_day,
-            heading=f"**Usage {label}, by {by}**",
+            heading=f"**Usage {label}, by {by}**" + ("" if scope.whole else f" ({scope_text(scope)})"),
             chart_title=f"Spend per day, {label} (USD)",
             start=since.date() if since else None,
             end=now.date(),
             name=period,
         )
         await interaction.followup.send(content, files=files, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
-    async def _leads_a_team(self, interaction: discord.Interaction) -> bool:
-        # @everyone (whose id is the guild's) may fund a server-wide team, but it makes nobody a lead.
-        roles = set(role_ids(interaction.user)) - {interaction.guild_id}
-        if not roles or interaction.guild_id is None:
-            return False
-        teams = await self.bot.services.accounts.teams(interaction.guild_id)
-        return any(t.role_id in roles and t.budget_micros > 0 for t in teams)
 
 
 async def setup(bot: KontextBot) -> None:

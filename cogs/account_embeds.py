@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.accounts import UsageReport
+from bot.accounts import UsageReport, UsageScope
 from bot.catalog import SANDBOX, Model, Route
 from bot.money import price as price_text
 from bot.money import total
@@ -210,6 +210,12 @@ def settings_embed(prefs: UserSettings, labels: dict[str, str], *, saved: bool) 
         text="The default model is used by the commands it fits; options you pick on a command win."
     )
     return embed
+
+
+def scope_text(scope: UsageScope) -> str:
+    """Whose jobs a narrowed report holds, in words."""
+    names = ", ".join(safe_text(t.name, 40) for t in scope.teams)
+    return f"your teams ({names}) and your own jobs"
 
 
 def usage_table(report: UsageReport) -> str:

@@ -117,6 +117,14 @@ def overview_embed(settings: GuildSettings, labels: dict[str, str]) -> discord.E
         name="Image commands allowed in", value=_channel_list(settings.channels)[:1024], inline=False
     )
     add_rate_fields(embed, settings, labels)
+    over = settings.overrun_micros
+    embed.add_field(
+        name=f"Provider overruns this {c.budget_period}",
+        value=f"{total(over)} reported beyond what jobs reserved; not charged (see /usage)"
+        if over
+        else "none (every job cost at most what it reserved)",
+        inline=False,
+    )
     return embed
 
 
@@ -372,7 +380,10 @@ class AdminCog(
             owner = f"<@{job.user_id}>" if job and job.user_id else "the member"
             back.append(f"{result.returned_images} free image(s) back to {owner}")
         what = " and ".join(back) or "nothing was charged for it"
-        await self._say(interaction, f"Refunded job `{job_id}`: {what}.")
+        stopped = (
+            " It had not finished: it was cancelled, and the member was told." if result.cancelled else ""
+        )
+        await self._say(interaction, f"Refunded job `{job_id}`: {what}.{stopped}")
 
     # --- channels ---------------------------------------------------------------------------------
 

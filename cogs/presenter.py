@@ -23,7 +23,7 @@ import discord
 import storage
 from bot import images
 from bot.money import price
-from bot.outcomes import JobFailed, JobResult
+from bot.outcomes import JobFailed, JobResult, refunded_by_admin
 from bot.providers.base import label_of
 from bot.requests import Delivery, JobEvent, Stage
 from bot.worker import Posted
@@ -183,7 +183,9 @@ class DiscordPresenter:
                 return
             await reach.post(details)
             return
-        if job.status == "cancelled":
+        if refunded_by_admin(job):
+            note = f"✖️ Refunded by an admin before it finished · job `{job.id}` · nobody was charged for it."
+        elif job.status == "cancelled":
             note = f"✖️ Cancelled · job `{job.id}` · nobody was charged for it."
         else:
             note = f"⚠️ This job did not finish (job `{job.id}`). The requester was told why, privately."

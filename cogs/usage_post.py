@@ -36,6 +36,8 @@ async def usage_message(
         f"{heading}: {jobs} job(s), {total(spent)} spent "
         f"(what the provider bills, free images included).\n```\n{usage_table(report)}\n```"
     )
+    if report.overrun_micros:
+        content += "\n" + report.overrun_note()
     legend = who_is_who(report)
     if legend:
         content += "\n" + legend

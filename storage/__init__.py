@@ -11,6 +11,8 @@ All SQL of the project lives in this package, parameterised. Decisions, for whoe
 - A job is free as a whole or paid as a whole: n images all from the free quota, else paid.
 - Operator jobs (user None) are recorded and costed, charged_to "operator", never limited.
   guild None is stored as guild 0 (DMs, CLI): free quota only, unless guild 0 is configured.
+- A job that costs nothing (the local sandbox) is charged_to "sandbox": one free-bucket row that
+  reserves and keeps no image, so the free quota is untouched.
 - Free images are counted per guild: a user's quota in one server is not spent in another.
 - Periods are calendar days, ISO weeks (from Monday) and months in UTC. The ledger files every
   change under a UTC day and a period's figure is the sum of its days, so changing a period
@@ -19,8 +21,9 @@ All SQL of the project lives in this package, parameterised. Decisions, for whoe
   once, in the period it was accepted in.
 - Admin grants are filed under today: extra free images for the current period only.
 - Settle charges the provider's reported cost, else price x images delivered (never for more images
-  than were asked). If the reported cost exceeds the reservation the whole cost is charged and the
-  excess written as an 'overrun' ledger row. A failover route with another price is recorded by
+  than were asked), and never more than the reservation: a reported cost above it is charged up to
+  the reservation and the excess recorded as the job's ``overrun_micros`` (budgets and caps never
+  pass their limits). A failover route with another price is recorded by
   mark_running(price_micros=...), and settle uses it.
 - An admin refund of a finished job writes 'reversal' rows that net its charge to zero; of an
   unfinished job, it cancels and refunds it.
@@ -104,12 +107,30 @@ from storage.rates import (
     set_rate_limit,
     set_role_free_quota,
 )
-from storage.reports import BudgetStatus, FreeStatus, QuotaStatus, UsageRow, quota_status, usage
-from storage.settle import Refund, Reservation, Settlement, accept_job, complete_job, fail_job, refund_job
+from storage.reports import (
+    BudgetStatus,
+    FreeStatus,
+    QuotaStatus,
+    UsageRow,
+    overrun_total,
+    quota_status,
+    usage,
+)
+from storage.settle import (
+    ADMIN_REFUND,
+    Refund,
+    Reservation,
+    Settlement,
+    accept_job,
+    complete_job,
+    fail_job,
+    refund_job,
+)
 from storage.targets import Target, parse_target, redact
 from storage.user_settings import UserSettings, get_user_settings, set_user_settings
 
 __all__ = [
+    "ADMIN_REFUND",
     "ALL_MODELS",
     "PERIODS",
     "AuditEntry",
@@ -173,6 +194,7 @@ __all__ = [
     "list_teams",
     "mark_running",
     "open_database",
+    "overrun_total",
     "parse_target",
     "period_at",
     "quota_status",

@@ -215,11 +215,12 @@ async def _facts(
     )
     overruns: list[Overrun] = []
     if overruns_since is not None:
+        # Recorded on the job (never charged: see storage.settle); jobs_overruns reads only those.
         rows = await conn.fetchall(
-            "SELECT l.job_id, l.at, l.micros, j.charged_to, j.user_id, j.model, j.provider, "
-            "j.estimated_micros, j.actual_micros FROM ledger l JOIN jobs j ON j.id = l.job_id "
-            "WHERE l.entry = 'overrun' AND l.guild_id = ? AND l.at >= ? AND l.account IN ('guild', 'team') "
-            "ORDER BY l.at, l.id",
+            "SELECT id, finished_at, overrun_micros, charged_to, user_id, model, provider, "
+            "estimated_micros, actual_micros FROM jobs "
+            "WHERE guild_id = ? AND overrun_micros > 0 AND finished_at >= ? "
+            "AND (charged_to = 'guild' OR charged_to LIKE 'team:%') ORDER BY finished_at, id",
             (guild_id, to_db(overruns_since)),
         )
         overruns = [

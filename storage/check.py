@@ -59,7 +59,7 @@ async def _gather(conn: Conn) -> tuple[list[str], list, list, list]:
     cached = await conn.fetchall("SELECT bucket, day, images, micros, granted FROM balances")
     per_job = await conn.fetchall(
         "SELECT j.id, j.status, j.reservation, j.images_requested, j.images_delivered, j.actual_micros, "
-        "j.deadline_at, l.bucket, l.account, "
+        "j.deadline_at, j.charged_to, j.overrun_micros, l.bucket, l.account, "
         f"{_entries('reserve')}, {_entries('settle')}, {_entries('refund')}, {_entries('reversal')}, "
         "CAST(sum(l.images) AS BIGINT), CAST(sum(l.micros) AS BIGINT) "
         "FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id "
@@ -76,7 +76,8 @@ async def check(db: Database, *, now: datetime | None = None, grace: timedelta =
     - every cached balance equals the sum of its ledger rows, and none is negative;
     - every job's ledger agrees with its status: refused jobs have no rows, unfinished jobs one
       open reservation per bucket, finished jobs exactly one settle or refund per bucket; failed
-      and reversed jobs net to zero; settled jobs net to images delivered and the actual cost;
+      and reversed jobs net to zero; settled jobs net to images delivered and the actual cost less
+      its overrun (which is never charged);
     - no unfinished job holds its reservation past its deadline (plus ``grace``).
     """
     return await db.read(problems, utc(now), grace)
@@ -106,8 +107,8 @@ async def problems(conn: Conn, now: datetime, grace: timedelta = DEFAULT_GRACE) 
 
 
 def _job_problems(job_id: str, rows: list, now: datetime, grace: timedelta) -> list[str]:
-    _, status, reservation, requested, delivered, actual, deadline_at = rows[0][:7]
-    buckets = [r for r in rows if r[7] is not None]
+    _, status, reservation, requested, delivered, actual, deadline_at, charged_to, overrun = rows[0][:9]
+    buckets = [r for r in rows if r[9] is not None]
     out: list[str] = []
 
     def bad(text: str) -> None:
@@ -132,13 +133,7 @@ def _job_problems(job_id: str, rows: list, now: datetime, grace: timedelta) -> l
     if reservation not in expected_state:
         bad(f"reservation should be {' or '.join(expected_state)}")
     for (
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
+        *_,
         bucket,
         account,
         reserves,
@@ -164,10 +159,13 @@ def _job_problems(job_id: str, rows: list, now: datetime, grace: timedelta) -> l
             if images or micros:
                 bad(f"should cost nothing, but {bucket} keeps {images} image(s), {micros} micros")
         elif reservation == "settled":
-            if account == "free" and images != min(delivered, requested):
+            if charged_to == "sandbox":  # cost nothing and used no free image
+                if images or micros:
+                    bad(f"a sandbox job, but {bucket} keeps {images} image(s), {micros} micros")
+            elif account == "free" and images != min(delivered, requested):
                 bad(f"{bucket} keeps {images} image(s) for {delivered} delivered")
-            if account != "free" and micros != actual:
-                bad(f"{bucket} keeps {micros} micros for an actual cost of {actual}")
+            if account != "free" and micros != actual - overrun:
+                bad(f"{bucket} keeps {micros} micros for an actual cost of {actual} ({overrun} overrun)")
     if status in ("queued", "running") and now > from_db(deadline_at) + grace:
         bad(f"still holds its reservation, past its deadline {deadline_at}")
     return out

@@ -95,6 +95,10 @@ class Database:
         reader connection of their own; PostgreSQL lets a few at a time take pooled connections."""
         return await self.read(op, *args, **kwargs)
 
+    async def ensure_room(self) -> None:
+        """Raise DatabaseFull when a job's writes may not fit (a database file on this machine near
+        the disk's end or the process's file size limit). The server databases have no such check."""
+
     async def close(self) -> None:
         for task in list(self._callbacks):
             task.cancel()

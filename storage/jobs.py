@@ -108,6 +108,7 @@ class Job:
     delivery: Mapping[str, Any] | None = None  # where its member sees it (bot.requests.Delivery)
     delivered_at: datetime | None = None  # when its member was shown how it ended
     result_refs: tuple[str, ...] = ()  # its stored images, until they are delivered
+    overrun_micros: int = 0  # the provider's reported cost beyond the reservation: not charged
 
     @property
     def finished(self) -> bool:

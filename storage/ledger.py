@@ -19,6 +19,7 @@ from storage.periods import Period, day_of, period_at, to_db, utc
 from storage.rates import free_policies
 
 OPERATOR_BUCKET = "operator"
+SANDBOX = "sandbox"  # charged_to of a job that cost nothing (the local sandbox)
 
 
 def free_bucket(guild_id: int, user_id: int, model: str) -> str:
@@ -66,7 +67,7 @@ class Balance:
 class Decision:
     """Who pays for a job, and the reserve rows that say so."""
 
-    charged_to: str  # free | team:<name> | guild | operator
+    charged_to: str  # free | team:<name> | guild | operator | sandbox
     lines: tuple[Line, ...]
     team_id: int | None
     free_remaining: int | None  # after this job; None for operator jobs
@@ -174,9 +175,10 @@ async def decide(
     limit = policy.images + free.granted
     free_left = max(0, limit - free.images)
     if estimate == 0:
-        # Nothing to pay for (the local sandbox): recorded under the free bucket, using none of it.
+        # Nothing to pay for (the local sandbox): charged to "sandbox", its one row in the free
+        # bucket reserving (and keeping) no image, so the free quota is untouched.
         line = Line("free", fb, day, guild_id, user_id, None, model, 0, 0)
-        return Decision("free", (line,), None, free_left, fp.end)
+        return Decision(SANDBOX, (line,), None, free_left, fp.end)
     # A job is free as a whole or paid as a whole: easier to explain than a split bill.
     if images <= free_left:
         line = Line("free", fb, day, guild_id, user_id, None, model, images, 0)
@@ -269,22 +271,21 @@ async def job_lines(conn: Conn, job_id: str) -> list[tuple[str, Line]]:
     return [(r[0], Line(*tuple(r)[1:])) for r in rows]  # by position: the hot path of every settle
 
 
-def settle_lines(reserved: Iterable[Line], delivered: int, cost_micros: int) -> tuple[list[Line], list[Line]]:
-    """Close a reservation at the actual outcome: (settle rows, overrun rows).
+def settle_lines(reserved: Iterable[Line], delivered: int, cost_micros: int) -> list[Line]:
+    """Close a reservation at the actual outcome.
 
     Free buckets keep the images delivered and give back the rest. Money buckets keep the actual
-    cost up to the reservation; a provider that reports more than was reserved is still charged in
-    full, the excess written as a separate 'overrun' row so it stands out in the ledger.
+    cost up to the reservation and never more: the reservation is what the budget and the cap
+    allowed, so a provider reporting more than was reserved cannot push either past its limit (the
+    excess is the job's ``overrun_micros``, recorded by the caller, not charged).
     """
-    settle, overrun = [], []
+    settle = []
     for r in reserved:
         if r.account == "free":
             settle.append(replace(r, images=min(delivered, r.images) - r.images, micros=0))
         else:
             settle.append(replace(r, images=0, micros=min(cost_micros, r.micros) - r.micros))
-            if cost_micros > r.micros:
-                overrun.append(replace(r, images=0, micros=cost_micros - r.micros))
-    return settle, overrun
+    return settle
 
 
 def net_by_bucket(lines: Iterable[tuple[str, Line]]) -> list[Line]:

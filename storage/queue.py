@@ -109,10 +109,12 @@ async def enqueue(
     now: datetime | None = None,
 ) -> money.Reservation:
     """Record the job, reserve its cost and queue it, in one transaction. Raises QuotaRefused
-    (recorded as refused) or QueueFull (nothing recorded). ``pinned_to``: only that worker may run
+    (recorded as refused), QueueFull or DatabaseFull (the disk has no room to see the job through;
+    nothing recorded). ``pinned_to``: only that worker may run
     it (a CLI process waiting for its own job); it holds the job's lease while the job waits."""
     if not routes:
         raise ValueError("a queued job needs at least one route")
+    await db.ensure_room()  # DatabaseFull: nothing recorded, so nothing left reserved
     now = utc(now)
     until = now + timedelta(seconds=lease_s) if pinned_to else None
     return await money.accept_with(db, job, now, _enqueue, routes, delivery, pinned_to, until, max_queue)

@@ -137,6 +137,7 @@ class UsageRow:
     refused: int
     failed: int
     cancelled: int
+    overrun_micros: int = 0  # reported by providers beyond what succeeded jobs reserved: not charged
 
 
 # Fixed expressions chosen by name: the grouping never comes from user text. "team" groups by who
@@ -156,16 +157,25 @@ async def usage(
     since: datetime | None = None,
     until: datetime | None = None,
     by: str = "user",
+    only_user: int | None = None,
+    only_teams: Sequence[int] | None = None,
 ) -> list[UsageRow]:
     """Jobs created in [since, until), grouped ``by`` user, team, model or day; busiest first
-    (oldest first by day)."""
-    sql, params = usage_query(guild_id, since, until, by)
+    (oldest first by day). With ``only_user`` or ``only_teams``: just that user's jobs and the
+    jobs charged to those teams."""
+    sql, params = usage_query(guild_id, since, until, by, only_user=only_user, only_teams=only_teams)
     rows = await db.report(_fetchall, sql, params)
-    return [UsageRow(*(r[i] for i in range(8))) for r in rows]
+    return [UsageRow(*(r[i] for i in range(9))) for r in rows]
 
 
 def usage_query(
-    guild_id: int | None, since: datetime | None, until: datetime | None, by: str
+    guild_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    by: str,
+    *,
+    only_user: int | None = None,
+    only_teams: Sequence[int] | None = None,
 ) -> tuple[str, list]:
     """The SQL of ``usage`` and its parameters."""
     if by not in GROUPINGS:
@@ -184,17 +194,39 @@ def usage_query(
     if until is not None:
         where.append("created_at < ?")
         params.append(to_db(until))
+    if only_user is not None or only_teams is not None:
+        teams = [int(t) for t in only_teams or ()]  # parameters, never text in the statement
+        within = f" OR team_id IN ({', '.join('?' for _ in teams)})" if teams else ""
+        where.append(f"(user_id = CAST(? AS BIGINT){within})")
+        params += [only_user, *teams]
     sql = (
         f"SELECT {GROUPINGS[by]} AS key, count(*) AS jobs, "
         f"{_count('succeeded')} AS succeeded, "
         "CAST(sum(CASE WHEN status = 'succeeded' THEN images_delivered ELSE 0 END) AS BIGINT) AS images, "
         "CAST(sum(CASE WHEN status = 'succeeded' THEN coalesce(actual_micros, 0) ELSE 0 END) AS BIGINT) "
         f"AS cost_micros, {_count('refused')} AS refused, {_count('failed')} AS failed, "
-        f"{_count('cancelled')} AS cancelled "
+        f"{_count('cancelled')} AS cancelled, "
+        "CAST(sum(CASE WHEN status = 'succeeded' THEN overrun_micros ELSE 0 END) AS BIGINT) AS overrun "
         f"FROM jobs {'WHERE ' + ' AND '.join(where) if where else ''} "
         f"GROUP BY key ORDER BY {order}"
     )
     return sql, params
+
+
+async def _overrun(conn: Conn, guild_id: int, since: str | None) -> int:
+    total = await conn.fetchval(
+        "SELECT CAST(coalesce(sum(overrun_micros), 0) AS BIGINT) FROM jobs WHERE guild_id = ? "
+        "AND status = 'succeeded' AND overrun_micros > 0 AND (CAST(? AS TEXT) IS NULL OR created_at >= ?)",
+        (guild_id, since, since),
+    )
+    return int(total or 0)
+
+
+async def overrun_total(db: Database, guild_id: int, since: datetime | None = None) -> int:
+    """What providers reported beyond the reservations of a guild's jobs created since ``since``:
+    recorded, never charged (see storage.settle)."""
+    stamp = None if since is None else to_db(since)
+    return await db.read(_overrun, guild_id, stamp)
 
 
 def _count(status: str) -> str:

@@ -25,12 +25,14 @@ from storage.periods import to_db, utc
 log = logging.getLogger(__name__)
 
 ID_ATTEMPTS = 5
+# How an unfinished job an admin refunded is recorded (its ``error``; the faces tell the member so).
+ADMIN_REFUND = "cancelled: Refunded by an admin"
 
 
 @dataclass(frozen=True)
 class Reservation:
     job_id: str
-    charged_to: str  # free | team:<name> | guild | operator
+    charged_to: str  # free | team:<name> | guild | operator | sandbox
     images: int  # free images reserved (0 unless charged_to == "free")
     micros: int  # micro-dollars reserved from a budget (0 when free)
     estimate_micros: int  # price x images, whoever pays
@@ -53,7 +55,7 @@ class Settlement:
     charged_micros: int  # taken from a budget: 0 for free, failed and refunded jobs
     returned_micros: int  # reservation given back
     returned_images: int  # free images given back
-    overrun_micros: int  # charged beyond the reservation
+    overrun_micros: int  # reported beyond the reservation, and not charged
     already: bool = False
 
 
@@ -63,6 +65,7 @@ class Refund:
     returned_micros: int
     returned_images: int
     already: bool  # True: nothing was left to refund
+    cancelled: bool = False  # it had not finished: it was cancelled, and nothing is delivered for it
 
 
 async def _accept(conn: Conn, job: NewJob, job_id: str, now: datetime) -> ledger.Decision | ledger.Refusal:
@@ -167,7 +170,8 @@ def _summarise(job: Job, rows: Sequence[tuple[str, ledger.Line]], already: bool)
         sum(x.micros for _, x in payer),
         -sum(x.micros for x in given_back),
         -sum(x.images for x in given_back),
-        sum(x.micros for e, x in payer if e == "overrun"),
+        # Recorded on the job; 'overrun' ledger rows are those of releases that charged the excess.
+        job.overrun_micros + sum(x.micros for e, x in payer if e == "overrun"),
         already,
     )
 
@@ -182,21 +186,29 @@ async def _complete(
     reserved = [x for e, x in lines if e == "reserve"]
     charged_images = min(images_delivered, job.images_requested)
     cost = actual_micros if actual_micros is not None else job.price_micros * charged_images
-    settle, overrun = ledger.settle_lines(reserved, charged_images, cost)
+    # The ceiling: at most the reservation (the estimate) is charged; the rest is an overrun.
+    overrun = max(0, cost - job.estimated_micros)
+    settle = ledger.settle_lines(reserved, charged_images, cost)
     stamp = to_db(now)
     await ledger.write_lines(conn, "settle", settle, stamp, job_id=job_id)
-    if overrun:
-        await ledger.write_lines(conn, "overrun", overrun, stamp, job_id=job_id)
     await conn.execute(
         "UPDATE jobs SET status = 'succeeded', reservation = 'settled', images_delivered = ?, "
-        "actual_micros = ?, result_urls = ?, error = NULL, finished_at = ?, updated_at = ? WHERE id = ?",
-        (images_delivered, cost, to_json(urls), stamp, stamp, job_id),
+        "actual_micros = ?, overrun_micros = ?, result_urls = ?, error = NULL, finished_at = ?, "
+        "updated_at = ? WHERE id = ?",
+        (images_delivered, cost, overrun, to_json(urls), stamp, stamp, job_id),
     )
     if overrun:
-        log.warning("job %s cost %d micros, more than the %d reserved", job_id, cost, job.estimated_micros)
-    done = replace(job, status="succeeded", images_delivered=images_delivered, actual_micros=cost)
-    written = [("settle", x) for x in settle] + [("overrun", x) for x in overrun]
-    return _summarise(done, lines + written, already=False)
+        log.warning(
+            "job %s: the provider reported %d micros, more than the %d reserved; %d not charged (overrun)",
+            job_id,
+            cost,
+            job.estimated_micros,
+            overrun,
+        )
+    done = replace(
+        job, status="succeeded", images_delivered=images_delivered, actual_micros=cost, overrun_micros=overrun
+    )
+    return _summarise(done, lines + [("settle", x) for x in settle], already=False)
 
 
 async def complete_job(
@@ -256,9 +268,7 @@ async def _admin_refund(conn: Conn, job_id: str, actor_id: int | None, reason: s
     if not job.finished:
         # Cancelled as it is refunded: the worker running it hears of it and stops, and nothing is
         # settled or delivered for it afterwards ("<code>: <message>", as failures are recorded).
-        error = (
-            f"cancelled: Refunded by an admin ({reason})." if reason else "cancelled: Refunded by an admin."
-        )
+        error = f"{ADMIN_REFUND} ({reason})." if reason else f"{ADMIN_REFUND}."
         await _refund_open(conn, job, "cancelled", error, now, actor_id)
         conn.notify(jobs.CANCEL_CHANNEL, job_id)
     elif job.reservation == "settled":
@@ -273,7 +283,13 @@ async def _admin_refund(conn: Conn, job_id: str, actor_id: int | None, reason: s
         return Refund(job_id, 0, 0, already=True)
     await audit.record(conn, now, actor_id, job.guild_id, "refund", {"job_id": job_id, "reason": reason})
     payer = [x for x in before if x.account != "user"]
-    return Refund(job_id, sum(x.micros for x in payer), sum(x.images for x in payer), already=False)
+    return Refund(
+        job_id,
+        sum(x.micros for x in payer),
+        sum(x.images for x in payer),
+        already=False,
+        cancelled=not job.finished,
+    )
 
 
 async def refund_job(

@@ -40,16 +40,14 @@ import aiosqlite
 from storage.conn import SqliteConn, drive
 from storage.db import Database, Op
 from storage.errors import (
-    DatabaseBusy,
     DatabaseFull,
     DatabaseMissing,
-    IntegrityViolation,
     MigrationFailed,
     NotADatabase,
     SchemaTooNew,
-    StorageError,
 )
 from storage.schema import migration_files, migrations_dir, split_statements
+from storage.sqlite_faults import room_problem, translate
 from storage.sqlite_upkeep import analyze, backup, checkpoint, no_auto_checkpoint, optimize
 from storage.targets import Target
 
@@ -57,6 +55,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SqliteDatabase", "backup", "open_sqlite", "translate"]
 
+ROOM_RECHECK_S = 1.0  # a found room is trusted this long (storage/sqlite_faults.py looks)
 BUSY_TIMEOUT_MS = 10_000  # another process holding the write lock that long is a fault, not load
 MAX_BATCH = 64  # write operations per group commit
 CHECKPOINT_EVERY = 100  # write transactions between two WAL checkpoints (on the report thread)
@@ -76,26 +75,6 @@ async def _on_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     # whole transaction through it is the one place we reach past the public API; the
     # test in tests/storage/test_sqlite.py fails loudly if a new aiosqlite release changes it.
     return await conn._execute(fn, conn._conn, *args)
-
-
-def translate(exc: BaseException, label: str) -> BaseException:
-    """sqlite3's errors as the facts of storage/errors.py; anything else as it is."""
-    if not isinstance(exc, sqlite3.Error):
-        return exc
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    text = str(exc)
-    if isinstance(exc, sqlite3.IntegrityError):
-        new: StorageError = IntegrityViolation(text)
-    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
-        new = DatabaseBusy(label, text)
-    elif name.startswith("SQLITE_FULL") or "disk is full" in text:
-        new = DatabaseFull(label, text)
-    elif name.startswith("SQLITE_NOTADB") or "not a database" in text:
-        new = NotADatabase(label, text)
-    else:
-        return exc
-    new.__cause__ = exc
-    return new
 
 
 def _reraise(exc: BaseException, label: str) -> NoReturn:
@@ -180,6 +159,7 @@ class SqliteDatabase(Database):
         self._checkpointed_at = 0  # self.commits at the last checkpoint
         self._wal_frames = 0  # as the last checkpoint found it
         self._optimized_at = time.monotonic()
+        self._room_until = 0.0  # monotonic time until which ensure_room trusts its last look
 
     async def write(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
         """Returns once the transaction is committed. It may be shared with other writes waiting at
@@ -240,6 +220,16 @@ class SqliteDatabase(Database):
             log.debug("database upkeep skipped: %s", e)
         finally:
             self._upkeep = None
+
+    async def ensure_room(self) -> None:
+        # A few system calls (~80 us here): a found room is trusted for ROOM_RECHECK_S, so a busy
+        # queue pays for them about once a second; a missing one is looked for again every time.
+        if time.monotonic() < self._room_until:
+            return
+        problem = room_problem(self.path)
+        if problem is not None:
+            raise DatabaseFull(self.label, problem)
+        self._room_until = time.monotonic() + ROOM_RECHECK_S
 
     async def read(self, op: Op[..., T], *args: Any, **kwargs: Any) -> T:
         try:
@@ -355,6 +345,9 @@ def apply_migrations(raw: sqlite3.Connection, label: str, directory: Path) -> in
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
+                full = translate(e, label)
+                if isinstance(full, DatabaseFull):  # no room to write the schema: say that
+                    raise full from e
                 raise MigrationFailed(label, file.name, version - 1, str(e)) from e
             raise
         log.info("database %s at schema version %d (%s)", label, version, file.name)

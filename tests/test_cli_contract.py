@@ -228,7 +228,10 @@ async def test_read_only_commands_never_create_the_database(tmp_path):
     code, out, err = await cli("usage", "--format", "json")
     assert (code, json.loads(out)) == (0, []) and "no jobs" in err
     code, out, _ = await cli("usage", "--format", "csv", "--by", "team")
-    assert code == 0 and out.strip() == "team,jobs,succeeded,images,cost_usd,refused,failed,cancelled"
+    assert (
+        code == 0
+        and out.strip() == "team,jobs,succeeded,images,cost_usd,refused,failed,cancelled,overrun_micros"
+    )
     code, out, _ = await cli("models", "--json")
     assert code == 0 and json.loads(out)["models"]
     code, _, err = await cli("usage", "--since", "yesterday")  # still checked by the service as usual

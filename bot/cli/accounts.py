@@ -110,7 +110,10 @@ async def refund(acc: AccountService, args: argparse.Namespace) -> str:
     done = await acc.refund(args.job_id, reason=args.reason)
     if done.already:
         return f"Job {args.job_id} had nothing left to refund."
+    stopped = (
+        " It had not finished: it was cancelled, and nothing will be delivered." if done.cancelled else ""
+    )
     return (
         f"Refunded job {args.job_id}: {price(done.returned_micros)} "
-        f"and {done.returned_images} free image(s) given back."
+        f"and {done.returned_images} free image(s) given back.{stopped}"
     )

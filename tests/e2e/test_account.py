@@ -226,7 +226,17 @@ async def test_usage_for_a_manager_has_table_csv_and_chart(make_stack, emulator)
     csv_file = next(f for f in rec.files if f.filename.endswith(".csv"))
     png_file = next(f for f in rec.files if f.filename.endswith(".png"))
     rows = list(csv.reader(io.StringIO(csv_file.data.decode())))
-    assert rows[0] == ["user", "jobs", "succeeded", "images", "cost_usd", "refused", "failed", "cancelled"]
+    assert rows[0] == [
+        "user",
+        "jobs",
+        "succeeded",
+        "images",
+        "cost_usd",
+        "refused",
+        "failed",
+        "cancelled",
+        "overrun_micros",
+    ]
     assert rows[1][0] == str(MEMBER) and rows[1][1] == "1"
     assert png_file.data[:8] == PNG_MAGIC
 

@@ -76,6 +76,8 @@ Outcome faults:
                         output=False: ``completed`` with no output (the submission is done, the task
                         runs on and is polled as usual)
     no_task             vtrix: HTTP 200 ``{"error": message}`` with no id (default "Insufficient balance")
+    reported_cost       vtrix: the task's ``usage.cost`` is cost= (a string of USD, e.g. "250") instead
+                        of the model's price
     end_state           wavespeed: the task ends as status=cancelled|timeout|deleted (message= its
                         data.error) instead of completed
     sync_504            wavespeed, only submits with enable_sync_mode: after the latency the answer is

@@ -99,6 +99,8 @@ class Vtrix(Api):
             vocab=emu.next("vtrix_vocab") % 2,
             cost=MODELS[model][0],
         )
+        if fault is not None and fault.kind == "reported_cost":
+            task.cost = str(fault.options.get("cost", task.cost))
         apply_fate(task, fault, _REFUSED, _FAILED)
         if task.fate in ("refused", "failed"):
             style = emu.vtrix_error_style

@@ -78,14 +78,24 @@ async def test_the_providers_reported_cost_wins(db):
     assert await storage.check(db, now=T0) == []
 
 
-async def test_a_cost_above_the_reservation_is_charged_and_marked_as_overrun(db):
+async def test_a_cost_above_the_reservation_charges_the_reservation_and_records_the_overrun(db):
+    # Vtrix reporting usage.cost "250" for a $0.04 job, against a $1 budget and a $0.50 cap.
     await storage.set_guild_budget(db, GUILD, 1_000_000, now=T0)
+    await storage.set_user_cap(db, GUILD, 500_000, now=T0)
     r = await storage.accept_job(db, new_job(free_quota=0), now=T0)
-    s = await storage.complete_job(db, r.job_id, 1, actual_micros=PRICE + 5_000, now=T0)
-    assert (s.charged_micros, s.overrun_micros, s.returned_micros) == (PRICE + 5_000, 5_000, 0)
+    s = await storage.complete_job(db, r.job_id, 1, actual_micros=250_000_000, now=T0)
+    assert (s.cost_micros, s.charged_micros, s.overrun_micros) == (250_000_000, PRICE, 250_000_000 - PRICE)
     status = await storage.quota_status(db, 1, GUILD, {"m": 0}, now=T0)
-    assert status.guild.spent_micros == PRICE + 5_000
+    assert status.guild.spent_micros == PRICE and status.spent_micros == PRICE  # no limit passed
+    job = await storage.get_job(db, r.job_id)
+    assert (job.actual_micros, job.overrun_micros) == (250_000_000, 250_000_000 - PRICE)
+    (row,) = await storage.usage(db, guild_id=GUILD)
+    assert (row.cost_micros, row.overrun_micros) == (250_000_000, 250_000_000 - PRICE)
+    assert await storage.overrun_total(db, GUILD, T0 - timedelta(days=1)) == 250_000_000 - PRICE
+    assert await storage.overrun_total(db, GUILD, T0 + timedelta(days=1)) == 0
     assert await storage.check(db, now=T0) == []
+    again = await storage.complete_job(db, r.job_id, 1, actual_micros=250_000_000, now=T0)
+    assert again.already and again.overrun_micros == s.overrun_micros
 
 
 async def test_failover_to_a_dearer_route_is_settled_at_its_price(db):

@@ -45,7 +45,7 @@ class ModelJob:
     day: datetime
     state: str = "open"  # open | settled | refunded | reversed
     images: int = 0  # kept free images once settled
-    cost: int = 0  # kept micros once settled
+    cost: int = 0  # kept micros once settled (at most the estimate)
 
     def net_images(self) -> int:
         if self.charged_to != "free" or self.state in ("refunded", "reversed"):
@@ -160,8 +160,10 @@ class Books(RuleBasedStateMachine):
         s = self.run(storage.complete_job(self.db, job_id, delivered, reported, now=self.now))
         kept = min(delivered, j.n)
         j.state, j.images = "settled", kept if j.charged_to == "free" else 0
-        j.cost = reported if reported is not None else MODELS[j.model][0] * kept
+        cost = reported if reported is not None else MODELS[j.model][0] * kept
+        j.cost = min(cost, j.estimate)  # never more than the reservation: the rest is an overrun
         assert s.charged_micros == j.net_micros() and not s.already
+        assert s.overrun_micros == max(0, cost - j.estimate) and s.cost_micros == cost
 
     @precondition(lambda self: self._open())
     @rule(data=st.data(), status=st.sampled_from(["failed", "refused", "cancelled"]))

@@ -151,9 +151,11 @@ async def test_free_quota_is_per_guild_and_dms_are_guild_zero(db):
 async def test_a_zero_price_job_is_always_coverable_and_spends_no_free_image(db):
     # The local sandbox costs nothing: it must neither be refused nor eat the member's free quota.
     r = await storage.accept_job(db, new_job(images=4, free_quota=0, price_micros=0), now=T0)
-    assert (r.charged_to, r.micros, r.images) == ("free", 0, 0)
+    assert (r.charged_to, r.micros, r.images) == ("sandbox", 0, 0)
     r = await storage.accept_job(db, new_job(images=2, free_quota=5, price_micros=0), now=T0)
-    assert (r.charged_to, r.images, r.free_remaining) == ("free", 0, 5)
+    assert (r.charged_to, r.images, r.free_remaining) == ("sandbox", 0, 5)
+    await storage.complete_job(db, r.job_id, 2, now=T0)
+    assert await storage.check(db, now=T0) == []  # nothing kept, and the books say so
 
 
 async def test_admin_settings_are_audited_and_validated(db):

@@ -102,3 +102,22 @@ async def test_a_members_history_comes_off_an_index_in_order(db):
         plan = await _plan(db, *storage.jobs.history_query(user, guild, 10))
         assert "Seq Scan" not in plan and "TEMP B-TREE" not in plan and "Sort" not in plan, plan
         assert db.dialect == "postgres" or index in plan, plan
+
+
+async def test_usage_narrowed_to_a_user_and_teams_holds_only_their_jobs(db):
+    await storage.set_guild_budget(db, GUILD, 10 * PRICE, now=T0)
+    art = await storage.set_team(db, GUILD, 501, "Art", 10 * PRICE, now=T0)
+    photo = await storage.set_team(db, GUILD, 502, "Photo", 10 * PRICE, now=T0)
+    for user_id, roles in ((1, (501,)), (2, (501,)), (3, (502,)), (4, ())):
+        r = await storage.accept_job(db, new_job(user_id=user_id, free_quota=0, roles=roles), now=T0)
+        await storage.complete_job(db, r.job_id, 1, now=T0)
+    free = await storage.accept_job(db, new_job(user_id=1), now=T0)  # user 1's own, not the team's
+    await storage.complete_job(db, free.job_id, 1, now=T0)
+
+    rows = await storage.usage(db, guild_id=GUILD, by="user", only_user=1, only_teams=[art.id])
+    assert {(r.key, r.jobs) for r in rows} == {("1", 2), ("2", 1)}
+    rows = await storage.usage(db, guild_id=GUILD, by="team", only_user=3, only_teams=[photo.id])
+    assert [(r.key, r.jobs) for r in rows] == [("team:Photo", 1)]
+    rows = await storage.usage(db, guild_id=GUILD, by="team", only_user=4, only_teams=[])
+    assert [(r.key, r.jobs) for r in rows] == [("guild", 1)]
+    assert len(await storage.usage(db, guild_id=GUILD, by="user")) == 4  # not narrowed: everyone

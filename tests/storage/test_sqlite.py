@@ -12,7 +12,7 @@ import pytest
 
 import storage
 import storage.sqlite
-from storage import Conn, open_database
+from storage import Conn, open_database, queue
 from storage.schema import latest_version
 from tests.storage.conftest import T0, new_job
 
@@ -224,3 +224,15 @@ async def test_the_wal_is_checkpointed_off_the_writer_and_stays_bounded(tmp_path
         assert (await storage.get_guild_config(db, 1199)).budget_micros == 2199
     finally:
         await db.close()
+
+
+async def test_a_job_is_not_recorded_when_the_disk_has_no_room_to_see_it_through(tmp_path, monkeypatch):
+    route = queue.RouteChoice("vtrix", "flux_kontext_pro", 40_000)
+    async with await open_database(tmp_path / "k.db") as db:
+        monkeypatch.setattr(storage.sqlite_faults, "ROOM_BYTES", 1 << 62)  # more than any disk holds
+        with pytest.raises(storage.DatabaseFull) as err:
+            await queue.enqueue(db, new_job(), routes=[route], now=T0)
+        assert "free on its disk" in err.value.detail
+        assert await storage.list_jobs(db) == [] and await storage.check(db, now=T0) == []
+        monkeypatch.setattr(storage.sqlite_faults, "ROOM_BYTES", 1)
+        assert (await queue.enqueue(db, new_job(), routes=[route], now=T0)).charged_to == "free"
