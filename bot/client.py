@@ -47,11 +47,9 @@ class AnsweringTree(app_commands.CommandTree):
     gateway lets them finish, so a member's job is either queued and acknowledged or never taken."""
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        task = asyncio.current_task()
-        answering: set[asyncio.Task[Any]] = getattr(self.client, "answering", set())
-        if task is not None:
-            answering.add(task)
-            task.add_done_callback(answering.discard)
+        answer = getattr(self.client, "answer", None)
+        if answer is not None:
+            answer()
         return True
 
 
@@ -83,7 +81,10 @@ class KontextBot(commands.Bot):
             **options,
         )
         self.services = services
-        self.answering: set[asyncio.Task[Any]] = set()  # slash commands being answered (AnsweringTree)
+        # Commands and buttons being answered (AnsweringTree, and cogs/starting.py for every job a
+        # button or modal starts); ``closing``: no new job is taken, members are asked to try again.
+        self.answering: set[asyncio.Task[Any]] = set()
+        self.closing = False
         self.run_jobs = run_jobs
         self.commands_enabled = commands_enabled
         self.deliver = deliver  # sync only registers commands: nothing is shown or run
@@ -107,15 +108,24 @@ class KontextBot(commands.Bot):
     async def on_disconnect(self) -> None:
         self.services.health.gateway_connected(False)
 
+    def answer(self) -> None:
+        """The running task answers a member: a stopping bot waits for it before it closes."""
+        task = asyncio.current_task()
+        if task is not None and task not in self.answering:
+            self.answering.add(task)
+            task.add_done_callback(self.answering.discard)
+
     async def close(self) -> None:
+        self.closing = True
         self.services.health.gateway_connected(False)
         # Commands half answered finish first (their jobs are queued, their members told). Running
         # jobs get the shutdown grace to finish; what cannot is handed back to the queue
         # (resumable by its task id), so the next worker picks it up. Delivery needs the HTTP
         # session, so the worker stops before the client does.
         grace = self.services.settings.limits.shutdown_grace
-        if self.answering:
-            await asyncio.wait(set(self.answering), timeout=max(grace, 5.0))
+        until = asyncio.get_running_loop().time() + max(grace, 5.0)
+        while self.answering and (left := until - asyncio.get_running_loop().time()) > 0:
+            await asyncio.wait(set(self.answering), timeout=left)  # those that came in meanwhile too
         await self.services.worker.stop(grace)
         await super().close()
 

@@ -128,8 +128,8 @@ class Executor:
         try:
             if phase == "submitting" and not job.task_id:
                 error = (
-                    "interrupted: the bot stopped while the provider was working on this job, "
-                    "and this provider cannot be asked for it again"
+                    "interrupted: the bot stopped before the provider answered for this job; it was "
+                    "not sent again, since it may already have started"
                 )
                 await leases.fail(self.db, job.id, self.worker_id, status="failed", error=error)
             else:
@@ -181,6 +181,8 @@ class Executor:
                 )
             else:
                 request = await self._request(job)
+                if not await leases.sending(self.db, job.id, self.worker_id):
+                    raise _Lost
                 phase[0] = "submitting"
                 route = self.catalog.get(job.model).route(provider)
                 assert route is not None

@@ -170,6 +170,10 @@ class Worker:
         if not self.running:
             return
         self.stopping = True
+        # The claim loop leaves between two claims: cancelled inside one, its transaction may still
+        # commit (SQLite runs it on a thread) and strand the jobs it took with a worker that is going.
+        self.wake()
+        await asyncio.wait({self._loops[0]}, timeout=10.0)
         self._loops[0].cancel()
         pending = [t for t in self.active.values() if not t.done()]
         if pending:
@@ -180,8 +184,9 @@ class Worker:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-        if self._finishing:  # a member being told now: let it land and be recorded, or it is told twice
-            await asyncio.wait(set(self._finishing), timeout=max(grace, 5.0))
+        telling = self._finishing | self._background
+        if telling:  # a member being told now: let it land and be recorded, or it is told twice
+            await asyncio.wait(telling, timeout=max(grace, 5.0))
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -221,6 +226,8 @@ class Worker:
         while True:
             await wait_event(self._wake, wait)
             self._wake.clear()
+            if self.stopping:
+                return
             wait = self.poll_s
             free = self.concurrency - len(self.active)
             if free <= 0:
@@ -378,9 +385,9 @@ class Worker:
                         len(reaped.requeued),
                         len(reaped.refunded),
                     )
-                for job in reaped.finish:
+                for job in reaped.finish:  # each its own task: a stopping worker waits for them
                     self._held.add(job.id)
                     outcome = None if job.status == "succeeded" else failure_of(job)
-                    await self._finish(job, outcome)
+                    self._spawn(self._finish(job, outcome))
             await wait_event(self._reap_now, self.lease_s / 3)
             self._reap_now.clear()

@@ -37,7 +37,7 @@ class DeliveryCog(commands.Cog, name="Delivery"):
     async def cog_load(self) -> None:
         self.bot.waiting_room = self.room
         self._room_task = asyncio.create_task(self.room.run(), name="waiting-room")
-        if self.bot.run_jobs:
+        if self.bot.run_jobs and not self.bot.closing:  # a SIGTERM during start-up: no worker to start
             worker = self.bot.services.worker
             worker.observer = self.presenter
             await worker.start(claim_all=True)

@@ -63,6 +63,10 @@ async def start_job(
     """Queue a job for this interaction; returns its id (None when it was refused, and told).
     ``images`` (bytes already in hand, e.g. a Re-roll's stored inputs) replaces ``attachments``."""
     svc = bot.services
+    if bot.closing:  # stopping: a job taken now could be cut off half acknowledged
+        await tell_error(interaction, UserError("The bot is restarting. Please try again in a minute."))
+        return None
+    bot.answer()  # a stopping bot lets this finish: the job is queued and acknowledged, or never taken
     count = len(images) if images is not None else len(attachments)
     max_bytes = svc.settings.limits.max_input_bytes
     try:

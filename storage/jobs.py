@@ -109,6 +109,7 @@ class Job:
     delivered_at: datetime | None = None  # when its member was shown how it ended
     result_refs: tuple[str, ...] = ()  # its stored images, until they are delivered
     overrun_micros: int = 0  # the provider's reported cost beyond the reservation: not charged
+    sending_at: datetime | None = None  # this attempt began sending it to the provider (0007_sending.sql)
 
     @property
     def finished(self) -> bool:
@@ -148,6 +149,7 @@ _TIMES = (
     "lease_expires_at",
     "run_started_at",
     "delivered_at",
+    "sending_at",
 )
 
 

@@ -37,6 +37,20 @@ async def set_task(
     return await db.write(_set_task, job_id, worker, task_id, utc(now))
 
 
+async def _sending(conn: Conn, job_id: str, worker: str, now: datetime) -> bool:
+    changed = await conn.execute(
+        f"UPDATE jobs SET sending_at = :now, updated_at = :now WHERE {_MINE}",
+        {"now": to_db(now), "id": job_id, "w": worker},
+    )
+    return changed == 1
+
+
+async def sending(db: Database, job_id: str, worker: str, *, now: datetime | None = None) -> bool:
+    """The job is about to be sent to its provider: from now on a dead worker's job may exist at the
+    provider, so recovery no longer puts it back in line as never sent. False: no longer ours."""
+    return await db.write(_sending, job_id, worker, utc(now))
+
+
 async def _renew(conn: Conn, worker: str, job_ids: list[str], until: datetime) -> dict[str, str]:
     if not job_ids:
         return {}

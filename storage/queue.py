@@ -192,7 +192,8 @@ async def _claim(
     await conn.executemany(
         "UPDATE jobs SET status = 'running', provider = ?, provider_model = ?, price_micros = ?, "
         "lease_owner = ?, lease_expires_at = ?, run_started_at = ?, started_at = coalesce(started_at, ?), "
-        "attempts = attempts + 1, not_before = NULL, waiting_reason = NULL, updated_at = ? WHERE id = ?",
+        "attempts = attempts + 1, not_before = NULL, waiting_reason = NULL, sending_at = NULL, "
+        "updated_at = ? WHERE id = ?",
         [
             (r.provider, r.provider_model, r.price_micros, worker, until, at, at, at, job.id)
             for job, r in granted

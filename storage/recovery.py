@@ -46,13 +46,15 @@ def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: dat
     # Running. A live worker enforces the deadline itself; one stuck a full lease past it is not live.
     if not lapsed and not job.deadline_at < now - timedelta(seconds=lease_s):
         return None
+    if not job.task_id and job.sending_at is None:
+        return "resume"  # claimed but never sent: no provider has seen it, so back in line it goes
     if job.task_id and job.provider in resumable:
         return "resume"  # even past its deadline: a task that finished meanwhile is worth one look
     if job.task_id:
         return "timeout: the provider did not finish this job before its deadline"
     return (
-        "interrupted: the bot restarted while the provider was working on this job, "
-        "and this provider cannot be asked for it again"
+        "interrupted: the bot restarted before the provider answered for this job; it was not sent "
+        "again, since it may already have started"
     )
 
 

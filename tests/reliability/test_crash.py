@@ -157,8 +157,8 @@ async def test_every_job_in_flight_is_resumed_or_refunded_after_a_restart(
     told = Counter(m.split(" (job ")[0] for m in summary["messages"].values())
     cut_off = "stopped" if how == signal.SIGTERM else "restarted"
     assert told == {
-        f"The bot {cut_off} while the provider was working on this job, and this provider cannot "
-        "be asked for it again.": BY_ROUTE["modelverse"],
+        f"The bot {cut_off} before the provider answered for this job; it was not sent again, since "
+        "it may already have started.": BY_ROUTE["modelverse"],
         "The Vtrix task failed: Image generation failed: worker error": FAILED_TASKS,
     }
     # Resuming only polled: not one task was submitted again.

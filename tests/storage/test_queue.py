@@ -156,20 +156,28 @@ async def test_reap_resumes_polling_jobs_refunds_the_rest_and_leases_the_untold(
     polled = await put(db, 1, at=later(0))
     synchronous = await put(db, 2, at=later(1), routes=(queue.RouteChoice("modelverse", "m", PRICE),))
     stale = await put(db, 3, at=later(2))
+    unsent = await put(db, 4, at=later(2))
     await claim(db, "dead", lease_s=30, at=later(3), ceilings={"wavespeed": 5, "modelverse": 5})
+    for sent in (polled, synchronous, stale):  # the dead worker had begun sending these
+        assert await leases.sending(db, sent, "dead", now=later(4))
     await leases.set_task(db, polled, "dead", "task-9", now=later(4))
     # Still leased: a live worker's jobs are never touched.
     early = await recovery.reap(db, "w2", resumable=["wavespeed"], lease_s=30, now=later(20))
     assert (early.requeued, early.refunded, early.finish) == ([], [], [])
     reaped = await recovery.reap(db, "w2", resumable=["wavespeed"], lease_s=30, now=later(40))
-    assert reaped.requeued == [polled]
+    # Resumed by its task id; and one no provider ever saw back in line, not refunded.
+    assert reaped.requeued == [polled, unsent]
     assert sorted(reaped.refunded) == sorted([synchronous, stale])
     assert sorted(j.id for j in reaped.finish) == sorted([synchronous, stale])  # told by w2
     job = await storage.get_job(db, polled)
     assert (job.status, job.task_id, job.provider, job.lease_owner) == ("queued", "task-9", "wavespeed", None)
     # The resumed job goes back to its own provider, task id kept.
     got = await queue.claim(db, "w2", max_jobs=5, per_user=3, ceilings=CEILINGS, now=later(41))
-    assert [(j.id, j.provider, j.task_id) for j in got.jobs] == [(polled, "wavespeed", "task-9")]
+    assert [(j.id, j.provider, j.task_id) for j in got.jobs] == [
+        (polled, "wavespeed", "task-9"),
+        (unsent, "wavespeed", None),
+    ]
+    assert (await storage.get_job(db, unsent)).sending_at is None  # a new attempt: not sent yet
     assert (await recovery.reap(db, "w3", resumable=["wavespeed"], now=later(45))).finish == []
     assert await storage.check(db, now=later(45)) == []
 

@@ -1,0 +1,4 @@
+-- When a worker began sending a job to its provider (this attempt). A worker that dies before it
+-- sends leaves a job no provider has seen: recovery puts it back in line instead of refunding it.
+-- Set just before the submit, cleared when a worker claims the job again (storage/queue.py).
+ALTER TABLE jobs ADD COLUMN sending_at TEXT;
