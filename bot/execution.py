@@ -117,23 +117,18 @@ class Executor:
             return await self._execute(job, emit, phase)
         except asyncio.CancelledError:
             if self.stopping:
-                await asyncio.shield(self._hand_back(job, phase[0]))
+                await asyncio.shield(self._hand_back(job))
             raise
         except _Lost:
             return Lost()
 
-    async def _hand_back(self, job: storage.Job, phase: str) -> None:
+    async def _hand_back(self, job: storage.Job) -> None:
         """A stopping worker lets go of a job it cannot finish: back to the queue when no submit
-        of unknown outcome is in flight (a recorded task is resumed by its id), else refunded."""
+        of unknown outcome is in flight (a recorded task is resumed by its id), else refunded. The
+        record decides (leases.release), not this process's idea of how far the job got: a task id
+        whose write was cut off by the stop is not recorded, and the job was being sent."""
         try:
-            if phase == "submitting" and not job.task_id:
-                error = (
-                    "interrupted: the bot stopped before the provider answered for this job; it was "
-                    "not sent again, since it may already have started"
-                )
-                await leases.fail(self.db, job.id, self.worker_id, status="failed", error=error)
-            else:
-                await leases.release(self.db, self.worker_id, [job.id])
+            await leases.release(self.db, self.worker_id, [job.id])
         except Exception:
             log.exception("job %s: could not hand it back while stopping", job.id)
 

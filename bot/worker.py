@@ -184,9 +184,15 @@ class Worker:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-        telling = self._finishing | self._background
-        if telling:  # a member being told now: let it land and be recorded, or it is told twice
-            await asyncio.wait(telling, timeout=max(grace, 5.0))
+        # The reaper too leaves between passes (a pass may lease untold jobs to this worker and start
+        # telling them); then every member being told gets to be told and recorded, or they would
+        # be told again by the next process: those that started meanwhile too.
+        self.reap_soon()
+        await asyncio.wait({self._loops[2]}, timeout=10.0)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(grace, 5.0)
+        while (telling := self._finishing | self._background) and (left := until - loop.time()) > 0:
+            await asyncio.wait(telling, timeout=left)
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -264,7 +270,7 @@ class Worker:
         try:
             outcome = await self.executor.execute(job, lambda event: self._update(job, event))
         except asyncio.CancelledError:
-            if not self.stopping:
+            if not self.executor.stopping:  # cancelled by a member or an admin, even in the grace
                 await self._told_elsewhere(job.id)
             return
         finally:
@@ -367,7 +373,7 @@ class Worker:
                     self._spawn(self._told_elsewhere(job_id))  # a waiting job ended elsewhere
 
     async def _reaping(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 reaped = await recovery.reap(
                     self.db,
@@ -389,5 +395,7 @@ class Worker:
                     self._held.add(job.id)
                     outcome = None if job.status == "succeeded" else failure_of(job)
                     self._spawn(self._finish(job, outcome))
+            if self.stopping:
+                return
             await wait_event(self._reap_now, self.lease_s / 3)
             self._reap_now.clear()

@@ -225,13 +225,26 @@ async def delivered(
     await db.write(_delivered, job_id, channel_id, message_id, utc(now))
 
 
+STOPPED_MID_SEND = (
+    "interrupted: the bot stopped before the provider answered for this job; it was not sent again, "
+    "since it may already have started"
+)
+
+
 async def _release(conn: Conn, worker: str, job_ids: Sequence[str], now: datetime) -> list[str]:
     given = []
     for job_id in job_ids:
-        row = await conn.fetchone(f"SELECT task_id FROM jobs WHERE {_MINE}", {"id": job_id, "w": worker})
+        row = await conn.fetchone(f"SELECT * FROM jobs WHERE {_MINE}", {"id": job_id, "w": worker})
         if row is None:
             continue
-        await _requeue(conn, job_id, worker, None, None, None, bool(row["task_id"]), now)
+        job = _jobs.Job.from_row(row)
+        if not job.task_id and job.sending_at is not None:
+            # Being sent as the worker stopped, and no task id recorded: the provider may have it,
+            # and sending it again could bill it twice. Refunded (its member is told by a reaper).
+            await money._refund_open(conn, job, "failed", STOPPED_MID_SEND, now)
+            conn.notify(QUEUE_CHANNEL)
+            continue
+        await _requeue(conn, job_id, worker, None, None, None, bool(job.task_id), now)
         given.append(job_id)
     return given
 
@@ -240,5 +253,6 @@ async def release(
     db: Database, worker: str, job_ids: Sequence[str], *, now: datetime | None = None
 ) -> list[str]:
     """A stopping worker hands jobs back: each goes back to the queue (a job with a task id keeps
-    it, so the next worker resumes polling instead of submitting again). Returns those given back."""
+    it, so the next worker resumes polling instead of submitting again), except one that was being
+    sent with no task id recorded, which is refunded. Returns those given back to the queue."""
     return await db.write(_release, worker, list(job_ids), utc(now))

@@ -13,6 +13,8 @@ from storage.db import Database
 from storage.periods import to_db, utc
 from storage.queue import QUEUE_CHANNEL
 
+MAX_UNSENT_ATTEMPTS = 3  # claims of a job whose worker died before sending it, then it is refunded
+
 
 @dataclass(frozen=True)
 class Reaped:
@@ -47,6 +49,8 @@ def _verdict(job: _jobs.Job, resumable: frozenset[str], lease_s: float, now: dat
     if not lapsed and not job.deadline_at < now - timedelta(seconds=lease_s):
         return None
     if not job.task_id and job.sending_at is None:
+        if job.attempts >= MAX_UNSENT_ATTEMPTS:  # its workers keep dying before they send it
+            return "interrupted: the bot stopped every time it started this job, before sending it"
         return "resume"  # claimed but never sent: no provider has seen it, so back in line it goes
     if job.task_id and job.provider in resumable:
         return "resume"  # even past its deadline: a task that finished meanwhile is worth one look
@@ -76,12 +80,16 @@ async def _reap(
         if verdict is None:
             continue
         if verdict == "resume":
-            await conn.execute(
+            # Never sent: only while it still is (a slow worker past its lease may be sending it
+            # right now; read committed on PostgreSQL does not hold the row since the SELECT).
+            unsent = "" if job.task_id else " AND task_id IS NULL AND sending_at IS NULL"
+            changed = await conn.execute(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
-                "updated_at = :now WHERE id = :id AND status = 'running'",
+                f"updated_at = :now WHERE id = :id AND status = 'running'{unsent}",
                 {"now": at, "id": job.id},
             )
-            requeued.append(job.id)
+            if changed:
+                requeued.append(job.id)
         elif await settle._refund_open(conn, job, "failed", verdict, now):
             refunded.append(job.id)
     if requeued:

@@ -230,3 +230,36 @@ async def test_a_process_with_no_face_leaves_the_telling_to_one_that_has_one(db)
     assert (await storage.get_job(db, jid)).lease_owner is None
     told = await recovery.reap(db, "bot", resumable=["wavespeed"], now=later(62))
     assert [j.id for j in told.finish] == [jid]
+
+
+async def test_a_stop_refunds_a_job_being_sent_and_gives_back_the_others(db):
+    unsent, sending, tasked = await put(db, 1), await put(db, 2), await put(db, 3)
+    assert len(await claim(db, "w1", lease_s=30, at=later(1), ceilings={"wavespeed": 5})) == 3
+    for job in (sending, tasked):
+        assert await leases.sending(db, job, "w1", now=later(2))
+    await leases.set_task(db, tasked, "w1", "task-1", now=later(3))
+    # The record decides, not how far the stopping process believes a job got: the one being sent
+    # may be at the provider with no task id to ask about, so it is refunded, not sent again.
+    given = await leases.release(db, "w1", [unsent, sending, tasked], now=later(4))
+    assert sorted(given) == sorted([unsent, tasked])
+    states = {j: (await storage.get_job(db, j)) for j in (unsent, sending, tasked)}
+    assert (states[unsent].status, states[unsent].task_id) == ("queued", None)
+    assert (states[tasked].status, states[tasked].task_id) == ("queued", "task-1")
+    assert (states[sending].status, states[sending].reservation) == ("failed", "refunded")
+    assert states[sending].error.startswith("interrupted: the bot stopped before the provider answered")
+    assert await storage.check(db, now=later(4)) == []
+
+
+async def test_a_job_whose_workers_keep_dying_before_sending_it_is_refunded_at_last(db):
+    job = await put(db, 1, at=T0)
+    step = 0.0
+    for attempt in range(1, recovery.MAX_UNSENT_ATTEMPTS + 1):
+        assert await claim(db, f"dead{attempt}", lease_s=30, at=later(step)) == [job]
+        reaped = await recovery.reap(db, "w", resumable=["wavespeed"], lease_s=30, now=later(step + 31))
+        step += 40
+        if attempt < recovery.MAX_UNSENT_ATTEMPTS:
+            assert (reaped.requeued, reaped.refunded) == ([job], [])  # never sent: run it again
+    assert (reaped.requeued, reaped.refunded) == ([], [job])
+    record = await storage.get_job(db, job)
+    assert (record.status, record.reservation, record.attempts) == ("failed", "refunded", 3)
+    assert await storage.check(db, now=later(step)) == []

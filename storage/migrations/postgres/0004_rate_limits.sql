@@ -1,4 +1,4 @@
--- PostgreSQL edition of migrations/sqlite/0003_rate_limits.sql: rate limits and per-role free
+-- PostgreSQL edition of migrations/sqlite/0004_rate_limits.sql: rate limits and per-role free
 -- allowances (storage/rates.py). Applied with its schema_version row, under the lock.
 
 CREATE TABLE rate_limits (

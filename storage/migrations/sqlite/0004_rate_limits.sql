@@ -1,5 +1,5 @@
 -- Rate limits and per-role free allowances (storage/rates.py). Applied in one transaction together
--- with PRAGMA user_version = 3.
+-- with PRAGMA user_version = 4.
 
 -- At most ``jobs`` accepted jobs per member in any rolling ``window_s`` seconds. role_id 0 is the
 -- guild-wide limit: it applies to members none of whose roles has a limit of its own.
