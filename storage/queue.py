@@ -123,22 +123,29 @@ async def enqueue(
 # --- claim -------------------------------------------------------------------------------------
 
 
-async def _counts(conn: Conn, column: str) -> dict[Any, int]:
-    # ``column`` is one of two fixed names below, never user text.
+async def _counts(conn: Conn, column: str, where: str = "status = 'running'") -> dict[Any, int]:
+    # ``column`` and ``where`` are fixed text below, never user text.
     rows = await conn.fetchall(
-        f"SELECT {column} AS k, count(*) AS n FROM jobs WHERE status = 'running' GROUP BY {column}"
+        f"SELECT {column} AS k, count(*) AS n FROM jobs WHERE {where} GROUP BY {column}"
     )
     return {r["k"]: r["n"] for r in rows}
+
+
+# A job handed back with its provider task still holds that provider's slot: the task is open there
+# until it is polled to its end, so a new submit in its place would be one task too many.
+_HOLDING_A_SLOT = "status = 'running' OR (status = 'queued' AND task_id IS NOT NULL)"
 
 
 def _pick_route(
     job: _jobs.Job, running: dict[Any, int], caps: Mapping[str, ProviderCapacity], now: datetime
 ) -> RouteChoice | None:
     if job.task_id and job.provider:  # a task to resume: only its own provider can answer for it
-        choices = [r for r in job.routes if r.provider == job.provider]
-    else:
-        choices = [r for r in job.routes if r.provider not in job.tried]
-    for route in choices:
+        # It holds its slot already (see _HOLDING_A_SLOT); only a paused provider keeps it waiting.
+        cap = caps.get(job.provider)
+        if cap is None or cap.paused(now):
+            return None
+        return next((r for r in job.routes if r.provider == job.provider), None)
+    for route in (r for r in job.routes if r.provider not in job.tried):
         cap = caps.get(route.provider)
         if cap is None or cap.paused(now):
             continue
@@ -158,7 +165,7 @@ async def _claim(
     now: datetime,
 ) -> Claimed:
     await conn.lock("queue")
-    by_provider = await _counts(conn, "provider")
+    by_provider = await _counts(conn, "provider", _HOLDING_A_SLOT)
     by_user = await _counts(conn, "user_id")
     caps = await read_capacities(conn, ceilings)
     pin = "j.pinned_to = :w" if pinned_only else "(j.pinned_to IS NULL OR j.pinned_to = :w)"
@@ -180,7 +187,8 @@ async def _claim(
             if route is None:
                 continue
             granted.append((job, route))
-            by_provider[route.provider] = by_provider.get(route.provider, 0) + 1
+            if not job.task_id:  # a resumed task kept its slot; a new one takes one
+                by_provider[route.provider] = by_provider.get(route.provider, 0) + 1
             if job.user_id is not None:
                 by_user[job.user_id] = by_user.get(job.user_id, 0) + 1
             if len(granted) >= max_jobs:

@@ -263,3 +263,19 @@ async def test_a_job_whose_workers_keep_dying_before_sending_it_is_refunded_at_l
     record = await storage.get_job(db, job)
     assert (record.status, record.reservation, record.attempts) == ("failed", "refunded", 3)
     assert await storage.check(db, now=later(step)) == []
+
+
+async def test_a_job_handed_back_with_its_task_keeps_its_providers_slot(db):
+    tasked = await put(db, 1, at=later(0))
+    assert await claim(db, "w1", ceilings={"wavespeed": 1}, at=later(1)) == [tasked]
+    assert await leases.sending(db, tasked, "w1", now=later(2))
+    await leases.set_task(db, tasked, "w1", "task-7", now=later(2))
+    assert await leases.release(db, "w1", [tasked], now=later(3)) == [tasked]
+    # A CLI's own job, which only its worker may claim: it would be a new submit to the provider,
+    # whose one slot the handed-back task still holds (the task is open there until polled).
+    mine = await queue.enqueue(db, new_job(user_id=2), routes=[WS], pinned_to="cli", lease_s=30, now=later(4))
+    assert await claim(db, "cli", ceilings={"wavespeed": 1}, at=later(5), pinned_only=True) == []
+    # The task's job itself is resumed without a new slot, and once it has ended the slot is free.
+    assert await claim(db, "w2", ceilings={"wavespeed": 1}, at=later(6)) == [tasked]
+    await storage.complete_job(db, tasked, 1, now=later(7))
+    assert await claim(db, "cli", ceilings={"wavespeed": 1}, at=later(8), pinned_only=True) == [mine.job_id]
