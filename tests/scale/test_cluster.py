@@ -58,7 +58,10 @@ async def _books_balance(group: Cluster, delivered: int, cut_off: int = 0) -> No
     # so no busy answer either; and no task was submitted twice.
     assert all(accounts[p]["peak_open"] <= PROVIDER_CAP for p in PROVIDERS), accounts
     assert sum(accounts[p]["busy"] for p in PROVIDERS) == 0, accounts
-    assert sum(accounts[p]["submits"] for p in PROVIDERS) == delivered + cut_off, accounts
+    # Each delivered job was submitted once; one cut off mid-send may or may not have reached the
+    # provider (the kill can land between marking it sent and the request leaving): never twice.
+    submits = sum(accounts[p]["submits"] for p in PROVIDERS)
+    assert delivered <= submits <= delivered + cut_off, accounts
 
 
 async def _told_once(group: Cluster, recs: list[dict]) -> Counter:
