@@ -45,6 +45,17 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
+async def fake_discord_env(fake: Fake, **extra: str) -> dict[str, str]:
+    """``clean_env`` pointing a kontext-bot process at this fake Discord (its token, REST, gateway)."""
+    state = await fake.get("state")
+    return clean_env(
+        DISCORD_TOKEN=state["token"],
+        DISCORD_API_BASE=state["api_base"],
+        DISCORD_GATEWAY_URL=state["gateway_url"],
+        **extra,
+    )
+
+
 def tail(log: Path) -> str:
     """The end of a process's log, for a failure message."""
     return log.read_text(errors="replace")[-3000:] if log.exists() else ""
@@ -162,10 +173,8 @@ async def test_sync_run_edit_reroll_then_restart_and_the_old_buttons_still_work(
     ):
         fake = Fake(http)
         state = await fake.get("state")
-        env = clean_env(
-            DISCORD_TOKEN=state["token"],
-            DISCORD_API_BASE=state["api_base"],
-            DISCORD_GATEWAY_URL=state["gateway_url"],
+        env = await fake_discord_env(
+            fake,
             KONTEXT_DB=str(tmp_path / "kontext.db"),
             KONTEXT_CONFIG=str(config),
             WAVESPEED_API_KEY="ws-test-key",  # a polled API: a job in flight has a task to resume

@@ -10,7 +10,7 @@ import socket
 
 import httpx
 
-from tests.e2e.test_process import STARTUP, Bot, Fake, clean_env, server
+from tests.e2e.test_process import STARTUP, Bot, Fake, fake_discord_env, server
 
 
 def free_port() -> int:
@@ -27,10 +27,8 @@ async def test_run_serves_healthz_and_metrics_and_logs_json(tmp_path):
     ):
         fake = Fake(http)
         state = await fake.get("state")
-        env = clean_env(
-            DISCORD_TOKEN=state["token"],
-            DISCORD_API_BASE=state["api_base"],
-            DISCORD_GATEWAY_URL=state["gateway_url"],
+        env = await fake_discord_env(
+            fake,
             KONTEXT_DB=str(tmp_path / "kontext.db"),
             KONTEXT_HTTP=f"127.0.0.1:{port}",
             KONTEXT_LOG_FORMAT="json",

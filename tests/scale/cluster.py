@@ -20,7 +20,7 @@ import httpx
 
 import storage
 from storage.opening import open_database
-from tests.e2e.test_process import STARTUP, Fake, clean_env, cli, kontext_bot, server, stop, tail
+from tests.e2e.test_process import STARTUP, Fake, cli, fake_discord_env, kontext_bot, server, stop, tail
 from tests.fake_discord import guild_on_shard
 
 GUILDS = (guild_on_shard(0, 2), guild_on_shard(1, 2))  # one on each of two shards
@@ -146,11 +146,8 @@ async def cluster(tmp_path: Path, db: str, *, members: int, budget_usd: str) -> 
         httpx.AsyncClient(base_url=fake_url) as http,
     ):
         fake = Fake(http)
-        state = await fake.get("state")
-        env = clean_env(
-            DISCORD_TOKEN=state["token"],
-            DISCORD_API_BASE=state["api_base"],
-            DISCORD_GATEWAY_URL=state["gateway_url"],
+        env = await fake_discord_env(
+            fake,
             KONTEXT_DB=db,
             KONTEXT_CONFIG=str(config),
             KONTEXT_FILES=str(tmp_path / "files"),  # every process on one database shares it
